@@ -1,0 +1,1 @@
+"""Extra subcommands: each module here registers itself with ``fcdd.cli.command``."""

@@ -1,0 +1,176 @@
+"""The one typed configuration object of a run.
+
+Every option lives here once, with its type, default and help text. The CLI builds its flags
+from these fields, YAML files are checked against them, and the Python API takes the object
+itself: ``fcdd.train(Config(data="...", epochs=5))``.
+
+Defaults are the FCDD paper's MVTec-AD settings (224x224, VGG11 with ImageNet weights, confetti
+noise, 200 epochs), meant for a GPU. ``configs/cpu-fast.yaml`` is the documented CPU setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any) -> Any:
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class Config:
+    # data
+    data: str | None = option(None, "data root: an MVTec-style category folder, a folder of categories, or a reader's directory")
+    dataset: str = option("mvtec", "data layout or reader (see `fcdd datasets`)")
+    category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets")
+    image_size: int = option(224, "side of the square network input; images and masks are resized to it")
+    channels: int = option(0, "1 grey, 3 colour, 0 decide from the images")
+    augment_flip: str = option("h", "random flips during training: none, h, v or hv", ("none", "h", "v", "hv"))
+    augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side")
+    augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)")
+    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training")
+    ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders")
+    preset: str | None = option(None, "apply a data-set preset's settings before the other options")
+    datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)")
+    download: bool = option(False, "download a torchvision-style data set into --datadir when online")
+    # network
+    net: str = option("vgg11", "network (see `fcdd nets`)")
+    width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)")
+    pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path")
+    # objective
+    objective: str = option("fcdd", "training objective (see `fcdd objectives`)")
+    supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd noise`)")
+    noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd noise`)")
+    noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
+    anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
+    oe_limit: int | None = option(None, "cap on the number of distinct outlier images")
+    gt_per_type: int = option(1, "mvtec_gt noise: real defects per defect type moved from test to training")
+    # training
+    epochs: int = option(200, "training epochs")
+    batch_size: int = option(16, "training batch size")
+    optimizer: str = option("adam", "optimiser", ("adam", "sgd"))
+    lr: float = option(1e-3, "learning rate")
+    weight_decay: float = option(1e-6, "weight decay")
+    momentum: float = option(0.9, "SGD momentum")
+    milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)")
+    lr_gamma: float = option(0.1, "learning-rate factor at each milestone")
+    seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)")
+    device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
+    threads: int = option(0, "CPU threads for torch (0 = torch's default)")
+    # heatmaps and evaluation
+    upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
+    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: receptive field / 4)")
+    blur_heatmaps: float = option(0.0, "std of a Gaussian blur applied to gradient/reconstruction heatmaps")
+    eval_batch_size: int = option(32, "batch size for evaluation and prediction")
+    gallery_size: int = option(8, "images per row group in heatmap galleries")
+    holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds")
+    target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1")
+    # output
+    out: str | None = option(None, "run folder to write")
+    resume: bool = option(False, "continue an interrupted run from its last checkpoint")
+    report: bool = option(True, "write plots, galleries and report.html after evaluation")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.milestones, str):
+            self.milestones = [int(m) for m in self.milestones.split(",") if m.strip()]
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        if not 0.0 <= self.anomaly_fraction <= 1.0:
+            raise ValueError(f"anomaly_fraction must lie in [0, 1], got {self.anomaly_fraction}")
+        for name in ("image_size", "epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    # --- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            from fcdd.io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}")
+        values = {k: coerce(field_types()[k], v, f"{source}: {k}") for k, v in values.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def replace(self, **changes: Any) -> Config:
+        return Config.from_dict({**self.to_dict(), **changes})
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value")
+    return values
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def base_type(annotation: Any) -> tuple[type, bool]:
+    """(scalar type, optional?) of a field annotation such as ``int | None``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return base_type(args[0])[0], True
+    origin = typing.get_origin(annotation)
+    return (origin or annotation), False
+
+
+def coerce(annotation: Any, value: Any, where: str) -> Any:
+    """Turn YAML / CLI text into the field's type, with an error naming the option."""
+    kind, optional = base_type(annotation)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional or kind is str:
+            return None if optional else value
+        raise ValueError(f"{where}: a value is required")
+    try:
+        if kind is list:
+            if isinstance(value, str):
+                return [int(v) for v in value.split(",") if v.strip()]
+            return [int(v) for v in value]
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: cannot read {value!r} as {kind.__name__}") from None

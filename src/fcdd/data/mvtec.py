@@ -1,0 +1,140 @@
+"""The MVTec-AD folder layout (also BTAD's ``ok``/``ko`` naming).
+
+    <category>/train/good/*.png
+    <category>/test/good/*.png
+    <category>/test/<defect>/*.png
+    <category>/ground_truth/<defect>/<stem>_mask.png     (BTAD: <stem>.png or .bmp)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from fcdd.data.base import (
+    DATASETS,
+    IMAGE_SUFFIXES,
+    DataError,
+    DataSplits,
+    ImageSet,
+    decide_channels,
+    list_images,
+    load_images,
+    load_mask,
+)
+
+if TYPE_CHECKING:
+    from fcdd.config import Config
+
+NOMINAL_NAMES = ("good", "ok")
+
+
+@dataclass
+class MVTecLayout:
+    """One category folder in MVTec layout; ``load`` returns its train and test sets."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: data folder not found")
+        for part in ("train", "test"):
+            if not (self.root / part).is_dir():
+                raise DataError(f"{self.root}: not an MVTec-style category folder (no '{part}/' inside)")
+
+    @staticmethod
+    def resolve(data: str | Path, category: str | None) -> Path:
+        """The category folder from ``--data`` and ``--category`` (either may name it)."""
+        root = Path(data)
+        if category:
+            candidate = root / category
+            if candidate.is_dir():
+                return candidate
+            if root.name == category and (root / "train").is_dir():
+                return root
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise DataError(f"{candidate}: category folder not found" + (f"; found: {', '.join(present)}" if present else ""))
+        if (root / "train").is_dir():
+            return root
+        categories = sorted(p.name for p in root.iterdir() if (p / "train").is_dir()) if root.is_dir() else []
+        if categories:
+            raise DataError(f"{root} holds several categories ({', '.join(categories)}); choose one with --category")
+        raise DataError(f"{root}: no MVTec-style category folder (expected train/ and test/)")
+
+    def _nominal_dir(self, split: str) -> Path:
+        for name in NOMINAL_NAMES:
+            if (self.root / split / name).is_dir():
+                return self.root / split / name
+        raise DataError(f"{self.root / split}: no nominal folder ({' or '.join(NOMINAL_NAMES)})")
+
+    def _mask_for(self, defect: str, image: Path) -> Path | None:
+        folder = self.root / "ground_truth" / defect
+        if not folder.is_dir():
+            return None
+        for stem in (f"{image.stem}_mask", image.stem):
+            for suffix in IMAGE_SUFFIXES:
+                if (folder / f"{stem}{suffix}").is_file():
+                    return folder / f"{stem}{suffix}"
+        raise DataError(f"{image}: anomalous image has no mask in {folder} (expected {image.stem}_mask.png)")
+
+    def _check_orphan_masks(self, test_files: dict[str, list[Path]]) -> None:
+        gt = self.root / "ground_truth"
+        if not gt.is_dir():
+            return
+        for folder in sorted(p for p in gt.iterdir() if p.is_dir()):
+            stems = {p.stem for p in test_files.get(folder.name, [])}
+            for mask in list_images(folder):
+                stem = mask.stem[: -len("_mask")] if mask.stem.endswith("_mask") else mask.stem
+                if stem not in stems:
+                    raise DataError(f"{mask}: mask without image (no {stem}.* in {self.root / 'test' / folder.name})")
+
+    def files(self) -> tuple[list[Path], dict[str, list[Path]]]:
+        train = list_images(self._nominal_dir("train"))
+        if not train:
+            raise DataError(f"{self._nominal_dir('train')}: no images")
+        test_root = self.root / "test"
+        test = {p.name: list_images(p) for p in sorted(test_root.iterdir()) if p.is_dir()}
+        if not any(test.values()):
+            raise DataError(f"{test_root}: no test images")
+        return train, test
+
+    def load(self, size: int, channels: int = 0) -> tuple[ImageSet, ImageSet]:
+        train_files, test_files = self.files()
+        self._check_orphan_masks(test_files)
+        channels = decide_channels(train_files, channels)
+        train = ImageSet(
+            load_images(train_files, channels, size),
+            torch.zeros(len(train_files), dtype=torch.long),
+            torch.zeros(len(train_files), 1, size, size, dtype=torch.uint8),
+            ["good"] * len(train_files), [str(p) for p in train_files],
+        )
+        paths, labels, kinds, maps = [], [], [], []
+        for defect, files in test_files.items():
+            nominal = defect in NOMINAL_NAMES
+            for path in files:
+                mask_path = None if nominal else self._mask_for(defect, path)
+                maps.append(load_mask(mask_path, path, size) if mask_path else np.zeros((1, size, size), np.uint8))
+                paths.append(path)
+                labels.append(0 if nominal else 1)
+                kinds.append("good" if nominal else defect)
+        test = ImageSet(
+            load_images(paths, channels, size), torch.tensor(labels), torch.from_numpy(np.stack(maps)), kinds, [str(p) for p in paths]
+        )
+        return train, test
+
+
+@DATASETS.register("mvtec")
+def mvtec(config: Config) -> DataSplits:
+    if not config.data:
+        raise DataError("the mvtec data set needs --data (a category folder or a folder of categories)")
+    root = MVTecLayout.resolve(config.data, config.category)
+    train, test = MVTecLayout(root).load(config.image_size, config.channels)
+    return DataSplits(train, test, name=root.name)
+
+
+DATASETS.register("btad")(mvtec)

@@ -1,0 +1,139 @@
+"""Supervision modes: how a training batch of nominal images gets its anomalies.
+
+Each mode registers a class in ``SUPERVISION``; it receives the nominal batch (already
+augmented) and returns the batch to train on, with labels and ground-truth maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from fcdd.data.noise import NOISE
+from fcdd.registry import Registry
+
+if TYPE_CHECKING:
+    from fcdd.config import Config
+    from fcdd.data.base import DataSplits
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    maps: torch.Tensor
+    #: train with the per-pixel loss (ground-truth maps are meaningful)
+    use_maps: bool = False
+
+
+def anomaly_count(batch_size: int, fraction: float) -> int:
+    return int(round(batch_size * fraction))
+
+
+def random_patch(shape: torch.Size, generator: torch.Generator, device) -> torch.Tensor:
+    """Masks (B, 1, H, W) of one random rectangle each, a quarter to a half of each side."""
+    b, _, h, w = shape
+    ph = (0.25 + 0.25 * torch.rand(b, generator=generator)) * h
+    pw = (0.25 + 0.25 * torch.rand(b, generator=generator)) * w
+    top = torch.rand(b, generator=generator) * (h - ph)
+    left = torch.rand(b, generator=generator) * (w - pw)
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    inside = (ys >= top.view(b, 1, 1)) & (ys < (top + ph).view(b, 1, 1)) & (xs >= left.view(b, 1, 1)) & (xs < (left + pw).view(b, 1, 1))
+    return inside[:, None].float().to(device)
+
+
+class Supervision:
+    def __init__(self, config: Config, splits: DataSplits) -> None:
+        self.config = config
+        self.fraction = config.anomaly_fraction
+
+    def __call__(self, images: torch.Tensor, maps: torch.Tensor, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+SUPERVISION: Registry[Callable[[Config, DataSplits], Supervision]] = Registry("supervision mode")
+
+
+@SUPERVISION.register("unsupervised")
+class Unsupervised(Supervision):
+    """Nominal images only (HSC, AE and attention baselines)."""
+
+    def __call__(self, images, maps, generator):
+        return Batch(images, torch.zeros(len(images), dtype=torch.long, device=images.device), maps)
+
+    def describe(self) -> str:
+        return "unsupervised: nominal images only"
+
+
+class NoiseSupervision(Supervision):
+    """Modes fed by a noise / outlier source (``--noise-mode``)."""
+
+    def __init__(self, config, splits) -> None:
+        super().__init__(config, splits)
+        self.source = NOISE.get(config.noise_mode)(config, splits)
+
+    def _split(self, images: torch.Tensor) -> int:
+        return anomaly_count(len(images), self.fraction)
+
+
+@SUPERVISION.register("malformed_normal")
+class MalformedNormal(NoiseSupervision):
+    """Nominal images corrupted by the noise source are the anomalies (image labels only)."""
+
+    pixel_maps = False
+
+    def __call__(self, images, maps, generator):
+        k = self._split(images)
+        labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        if k == 0:
+            return Batch(images, labels, maps, self.pixel_maps)
+        content, where = self.source(images[:k], generator)
+        if self.source.full_frame:
+            where = random_patch(images[:k].shape, generator, images.device)
+        corrupted = images[:k] * (1 - where) + content * where
+        images = torch.cat([corrupted, images[k:]])
+        maps = torch.cat([(where > 0.5).to(maps.dtype), maps[k:]])
+        labels[:k] = 1
+        return Batch(images, labels, maps, self.pixel_maps)
+
+    def describe(self) -> str:
+        return f"{self.config.supervise_mode}: {self.config.noise_mode} noise on {self.fraction:.0%} of every batch"
+
+
+@SUPERVISION.register("malformed_normal_gt")
+class MalformedNormalGT(MalformedNormal):
+    """As malformed_normal, and the corruption's pixel mask is the ground truth (per-pixel loss)."""
+
+    pixel_maps = True
+
+
+@SUPERVISION.register("noise")
+class NoiseAsAnomalies(NoiseSupervision):
+    """The noise / outlier images themselves are the anomalies (outlier exposure).
+
+    Sources with real maps (``mvtec_gt``) switch on the per-pixel loss.
+    """
+
+    def __call__(self, images, maps, generator):
+        k = self._split(images)
+        labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        if k == 0:
+            return Batch(images, labels, maps, False)
+        content, where = self.source(images[:k], generator)
+        labels[:k] = 1
+        use_maps = not self.source.full_frame
+        return Batch(torch.cat([content, images[k:]]), labels, torch.cat([(where > 0.5).to(maps.dtype), maps[k:]]), use_maps)
+
+    def describe(self) -> str:
+        return f"noise: {self.config.noise_mode} outliers as {self.fraction:.0%} of every batch"
+
+
+def build_supervision(config: Config, splits: DataSplits) -> Supervision:
+    return SUPERVISION.get(config.supervise_mode)(config, splits)

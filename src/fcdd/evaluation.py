@@ -1,0 +1,88 @@
+"""Scoring a test set: image scores, heatmaps and the image / pixel AUROC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fcdd.data.base import ImageSet
+from fcdd.data.transforms import to_float
+from fcdd.methods.base import Method
+from fcdd.metrics import StreamingAUROC, auroc, roc_curve
+
+
+def infer(method: Method, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and heatmaps for a float batch, with gradients only when the method needs them."""
+    if method.heatmaps_need_grad:
+        with torch.enable_grad():
+            scores, heatmaps = method(images)
+        return scores.detach(), heatmaps.detach()
+    with torch.no_grad():
+        return method(images)
+
+
+@dataclass
+class Evaluation:
+    scores: np.ndarray
+    labels: np.ndarray
+    kinds: list[str]
+    paths: list[str]
+    #: heatmaps (N, 1, H, W) float16 at input resolution, for galleries and later analysis
+    heatmaps: torch.Tensor
+    image_auroc: float
+    pixel_auroc: float | None
+    pixel_auroc_error_bound: float | None
+    pixel_roc: tuple[np.ndarray, np.ndarray] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        per_kind = {}
+        for kind in sorted(set(self.kinds)):
+            if kind == "good":
+                continue
+            pick = np.array([k in (kind, "good") for k in self.kinds])
+            per_kind[kind] = auroc(self.scores[pick], self.labels[pick])
+        return {
+            "image_auroc": self.image_auroc,
+            "pixel_auroc": self.pixel_auroc,
+            "pixel_auroc_error_bound": self.pixel_auroc_error_bound,
+            "image_auroc_per_defect": per_kind,
+            "n_test": len(self.scores),
+            "n_test_anomalous": int(self.labels.sum()),
+            **self.extra,
+        }
+
+    def image_roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return roc_curve(self.scores, self.labels)
+
+
+def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> Evaluation:
+    method.eval()
+    pixel = StreamingAUROC()
+    with_maps = test.has_maps
+    scores, heatmaps = [], []
+    for start in tqdm(range(0, len(test), batch_size), desc="evaluate", leave=False, disable=not progress):
+        images = to_float(test.images[start : start + batch_size]).to(device)
+        s, h = infer(method, images)
+        scores.append(s.cpu())
+        heatmaps.append(h.cpu().half())
+        if with_maps:
+            pixel.update(h.cpu(), test.maps[start : start + batch_size] > 0)
+    scores_np = torch.cat(scores).double().numpy() if scores else np.zeros(0)
+    labels = test.labels.numpy()
+    if np.isnan(scores_np).any():
+        raise ValueError("anomaly scores contain NaN; the model diverged (lower the learning rate)")
+    return Evaluation(
+        scores=scores_np,
+        labels=labels,
+        kinds=list(test.kinds),
+        paths=list(test.paths),
+        heatmaps=torch.cat(heatmaps) if heatmaps else torch.zeros(0),
+        image_auroc=auroc(scores_np, labels),
+        pixel_auroc=pixel.compute() if with_maps else None,
+        pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
+        pixel_roc=pixel.curve() if with_maps else None,
+    )

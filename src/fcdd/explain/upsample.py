@@ -1,0 +1,82 @@
+"""Output maps to input-sized heatmaps.
+
+The paper's upsampling: every output pixel spreads its value over its receptive field with a
+Gaussian weight, i.e. a transposed convolution whose kernel is a Gaussian as large as the
+receptive field and whose stride is the net's total stride. Bilinear interpolation is offered
+for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcdd.models.base import ReceptiveField
+
+
+def gaussian_kernel(size: int, std: float) -> torch.Tensor:
+    """A ``size`` x ``size`` Gaussian whose values sum to one."""
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * std**2))
+    kernel = g[:, None] * g[None, :]
+    return kernel / kernel.sum()
+
+
+class GaussianUpsample(nn.Module):
+    """Transposed convolution with a receptive-field-sized Gaussian, cropped to the input size.
+
+    ``std`` defaults to a quarter of the receptive field, so the bulk of the mass lies in the
+    field's central half, where the field's units have the most paths to the output.
+    """
+
+    def __init__(self, field: ReceptiveField, std: float | None = None) -> None:
+        super().__init__()
+        self.field = field
+        size = field.size
+        self.std = float(std) if std else size / 4
+        self.register_buffer("kernel", gaussian_kernel(size, self.std)[None, None])
+        # transposed conv puts output pixel i's kernel centre at i * jump + (size - 1) / 2;
+        # the receptive field centre is at start + i * jump, so shift by the difference
+        self.offset = (size - 1) / 2 - field.start
+
+    def forward(self, maps: torch.Tensor, output_size: int | tuple[int, int]) -> torch.Tensor:
+        out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+        up = F.conv_transpose2d(maps, self.kernel.to(maps.dtype), stride=self.field.jump)
+        shift = int(round(self.offset))
+        # pad generously so that cropping at ``shift`` is always in range
+        pad = max(0, -shift, out_h + shift - up.shape[-2], out_w + shift - up.shape[-1])
+        if pad:
+            up = F.pad(up, (pad, pad, pad, pad))
+        top = shift + pad
+        return up[..., top : top + out_h, top : top + out_w]
+
+
+class BilinearUpsample(nn.Module):
+    def __init__(self, field: ReceptiveField | None = None, std: float | None = None) -> None:
+        super().__init__()
+
+    def forward(self, maps: torch.Tensor, output_size: int | tuple[int, int]) -> torch.Tensor:
+        size = (output_size, output_size) if isinstance(output_size, int) else output_size
+        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+UPSAMPLERS = {"gaussian": GaussianUpsample, "bilinear": BilinearUpsample}
+
+
+def make_upsampler(kind: str, field: ReceptiveField, std: float | None = None) -> nn.Module:
+    try:
+        return UPSAMPLERS[kind](field, std)
+    except KeyError:
+        raise ValueError(f"unknown upsampling {kind!r}; choose one of {sorted(UPSAMPLERS)}") from None
+
+
+def blur(maps: torch.Tensor, std: float) -> torch.Tensor:
+    """Gaussian blur (same size) for gradient and reconstruction heatmaps."""
+    if std <= 0:
+        return maps
+    size = 2 * math.ceil(2 * std) + 1
+    kernel = gaussian_kernel(size, std).to(maps)[None, None].expand(maps.shape[1], 1, size, size)
+    return F.conv2d(F.pad(maps, [size // 2] * 4, mode="replicate"), kernel, groups=maps.shape[1])

@@ -1,0 +1,62 @@
+"""What an objective is: a module that trains with a per-sample loss and explains with heatmaps.
+
+A method wraps its network(s). ``forward(images)`` is inference: anomaly scores (B,) and
+heatmaps (B, 1, H, W) at input resolution, from [0, 1] images. ``training_loss`` returns the
+per-sample loss for a batch with labels (0 nominal, 1 anomalous) and ground-truth maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from fcdd.registry import Registry
+
+if TYPE_CHECKING:
+    from fcdd.config import Config
+
+
+class Method(nn.Module):
+    #: True when heatmaps need input gradients (gradient-based explanations)
+    heatmaps_need_grad: bool = False
+    #: whether the method can use synthetic/real anomalies in training (else nominal only)
+    uses_anomalies: bool = True
+
+    def __init__(self, config: Config, in_channels: int) -> None:
+        super().__init__()
+        self.image_size = config.image_size
+        self.in_channels = in_channels
+
+    def training_loss(self, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor, use_maps: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def set_input_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Hand the training set's channel statistics to every sub-network that normalises."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "set_input_normalisation") and getattr(module, "normalisation", "") == "dataset":
+                module.set_input_normalisation(mean, std)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules whose weights stay fixed (pretrained early stages)."""
+        frozen: list[nn.Module] = []
+        for module in self.modules():
+            if module is not self and hasattr(module, "frozen_prefix"):
+                frozen += module.frozen_prefix()
+        return frozen
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        frozen = {id(p) for m in self.frozen_modules() for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen and p.requires_grad]
+
+
+METHODS: Registry[Callable[[Config, int], Method]] = Registry("objective")
+
+
+def build_method(config: Config, in_channels: int) -> Method:
+    return METHODS.get(config.objective)(config, in_channels)

@@ -1,0 +1,65 @@
+"""Fully Convolutional Data Description (Liznerski et al., ICLR 2021).
+
+The net's output map phi(x) becomes A(x) = sqrt(phi(x)^2 + 1) - 1 per output pixel (pseudo-Huber).
+Nominal samples minimise mean A; anomalous ones enter through -log(1 - exp(-mean A)), which
+pushes their mean A up. With ground-truth maps (semi-supervision) the same two terms apply per
+output pixel. The score is mean A; the heatmap is A upsampled with the receptive-field Gaussian.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fcdd.explain.upsample import make_upsampler
+from fcdd.methods.base import METHODS, Method
+from fcdd.models import build_net
+
+
+def pseudo_huber(phi: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(phi * phi + 1) - 1
+
+
+def neg_log_one_minus_exp(a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """-log(1 - exp(-a)), computed stably; large when ``a`` is near zero."""
+    return -torch.log(-torch.expm1(-a.clamp_min(eps)))
+
+
+def fcdd_loss(anomaly_map: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample FCDD loss from the anomaly map A (B, 1, h, w) and labels (B,)."""
+    mean_a = anomaly_map.flatten(1).mean(1)
+    anomalous = labels.bool()
+    return torch.where(anomalous, neg_log_one_minus_exp(mean_a), mean_a)
+
+
+def fcdd_pixel_loss(anomaly_map: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Per-sample semi-supervised loss with ground-truth maps (B, 1, H, W) in [0, 1].
+
+    Maps are area-averaged to the output resolution, so an output pixel whose receptive centre
+    covers part of a defect is weighted by that part.
+    """
+    target = F.adaptive_avg_pool2d(maps.float(), anomaly_map.shape[-2:])
+    per_pixel = (1 - target) * anomaly_map + target * neg_log_one_minus_exp(anomaly_map)
+    return per_pixel.flatten(1).mean(1)
+
+
+@METHODS.register("fcdd")
+class FCDD(Method):
+    def __init__(self, config, in_channels: int) -> None:
+        super().__init__(config, in_channels)
+        self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
+        self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std)
+
+    def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
+        return pseudo_huber(self.net(images))
+
+    def training_loss(self, images, labels, maps, use_maps):
+        a = self.anomaly_map(images)
+        if use_maps:
+            # nominal images have all-zero maps, so this is the image loss for them too
+            return fcdd_pixel_loss(a, maps)
+        return fcdd_loss(a, labels)
+
+    def forward(self, images):
+        a = self.anomaly_map(images)
+        return a.flatten(1).mean(1), self.upsampler(a, images.shape[-2:])

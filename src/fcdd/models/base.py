@@ -1,0 +1,150 @@
+"""Fully convolutional networks that know their receptive field.
+
+FCDD's explanation is the network's output map; to put each output pixel back onto the input
+we need, for every output location, where its receptive field is centred and how large it is.
+``ReceptiveField`` is that bookkeeping, computed layer by layer from kernel, stride, padding and
+dilation, so every network gets it for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of one output pixel, in input pixel units.
+
+    ``size``: side length of the field; ``jump``: input distance between neighbouring output
+    pixels (the total stride); ``start``: input coordinate of the centre of output pixel 0
+    (output pixel ``i`` is centred on ``start + i * jump``).
+    """
+
+    size: int = 1
+    jump: int = 1
+    start: float = 0.0
+
+    def after(self, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> ReceptiveField:
+        """The field after a sliding-window layer with these settings."""
+        effective = dilation * (kernel - 1) + 1
+        return ReceptiveField(
+            size=self.size + (effective - 1) * self.jump,
+            jump=self.jump * stride,
+            start=self.start + ((effective - 1) / 2 - padding) * self.jump,
+        )
+
+    def centre(self, index: int) -> float:
+        return self.start + index * self.jump
+
+
+def _pair(value) -> int:
+    if isinstance(value, (tuple, list)):
+        if len(set(value)) != 1:
+            raise ValueError(f"only square windows are tracked, got {value}")
+        return int(value[0])
+    return int(value)
+
+
+def sliding_layers(module: nn.Module) -> Iterable[nn.Module]:
+    """Convolution and pooling layers of ``module`` in definition order."""
+    for sub in module.modules():
+        if isinstance(sub, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            yield sub
+
+
+def receptive_field_of(layers: Iterable[nn.Module], field: ReceptiveField | None = None) -> ReceptiveField:
+    """Chain the receptive field through sliding-window layers applied one after another."""
+    field = field or ReceptiveField()
+    for layer in layers:
+        dilation = getattr(layer, "dilation", 1)
+        field = field.after(
+            _pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding), _pair(dilation)
+        )
+    return field
+
+
+class FCDDNet(nn.Module):
+    """Base of the fully convolutional nets: ``features`` produce a one-channel output map.
+
+    Subclasses set ``self.features`` (everything before the head) and ``self.head`` (a 1x1
+    convolution to one channel) and may override ``receptive_field`` when their modules are not
+    a simple chain (residual blocks). ``in_channels`` and ``input_size`` say what the net
+    expects; ``normalisation`` names the input normalisation the weights assume ('imagenet'
+    for pretrained backbones, else 'dataset').
+    """
+
+    normalisation: str = "dataset"
+    #: whether the net ends in a spatial map (FCDD) or in a global vector (HSC)
+    spatial: bool = True
+
+    def __init__(self, in_channels: int, input_size: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = input_size
+        channels = 3 if self.normalisation == "imagenet" else in_channels
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if self.normalisation == "imagenet" else ((0.5,) * channels, (0.25,) * channels)
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def set_input_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Fix the per-channel normalisation (estimated on the training set for 'dataset' nets).
+
+        It lives inside the net so that prediction, export and serving see [0, 1] images and
+        normalise exactly as training did.
+        """
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3).view(1, -1, 1, 1))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images to the net's input space; grey images are repeated for RGB backbones."""
+        if x.shape[1] == 1 and self.input_mean.shape[1] == 3:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.input_mean) / self.input_std
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        return receptive_field_of(sliding_layers(self))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map before the 1x1 head, from [0, 1] images."""
+        return self.features(self.normalise(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def output_size(self, input_size: int | None = None) -> int:
+        size = input_size or self.input_size
+        with torch.no_grad():
+            was_training = self.training
+            self.eval()
+            out = self(torch.zeros(1, self.in_channels, size, size, device=self.device))
+            self.train(was_training)
+        return int(out.shape[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def frozen_prefix(self) -> list[nn.Module]:
+        """Modules kept fixed during training (pretrained early stages)."""
+        return []
+
+
+def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, bn: bool = True, negative_slope: float = 0.1) -> list[nn.Module]:
+    """A 'same' convolution, optional batch norm and leaky ReLU, as in the paper's nets."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out, eps=1e-4, affine=False))
+    layers.append(nn.LeakyReLU(negative_slope))
+    return layers
+
+
+def scaled(channels: int, width: float) -> int:
+    return max(4, int(round(channels * width)))

@@ -1,0 +1,14 @@
+"""The network registry: each network module registers a factory ``(in_channels, input_size, **options)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fcdd.models.base import FCDDNet
+from fcdd.registry import Registry
+
+NETS: Registry[Callable[..., FCDDNet]] = Registry("network")
+
+
+def build_net(name: str, in_channels: int, input_size: int, **options) -> FCDDNet:
+    return NETS.get(name)(in_channels=in_channels, input_size=input_size, **options)

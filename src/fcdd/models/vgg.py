@@ -1,0 +1,59 @@
+"""The 224x224 FCDD net of the paper: VGG11 (with batch norm) up to its fourth stage, 1x1 head."""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import nn
+
+from fcdd.models.base import FCDDNet, scaled
+from fcdd.models.pretrained import resolve_weights, torchvision_state_dict
+from fcdd.models.registry import NETS
+
+# VGG11 configuration up to the last convolution before the fourth pooling (a 28x28 map at 224)
+_STAGES = (64, "M", 128, "M", 256, 256, "M", 512, 512)
+#: indices (torchvision layout) of the layers frozen when ImageNet weights are used
+_FROZEN_LAYERS = 10
+
+
+class VGG11FCDD(FCDDNet):
+    """Module indices in ``features`` match torchvision's ``vgg11_bn`` so its weights load as is."""
+
+    def __init__(self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = None) -> None:
+        self.normalisation = "imagenet" if pretrained not in (None, "", "none") else "dataset"
+        super().__init__(in_channels, input_size)
+        layers: list[nn.Module] = []
+        channels = 3 if self.normalisation == "imagenet" else in_channels
+        for item in _STAGES:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                out = scaled(int(item), width)
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(channels, 1, 1)
+        self.pretrained_loaded = False
+        if self.normalisation == "imagenet":
+            self._load_imagenet(pretrained, width)
+
+    def _load_imagenet(self, pretrained: str, width: float) -> None:
+        if width != 1.0:
+            warnings.warn("ImageNet weights need width 1.0; using random initialisation", stacklevel=3)
+            return
+        state = resolve_weights(pretrained, "vgg11_bn", [lambda: torchvision_state_dict("vgg11_bn", "VGG11_BN_Weights")])
+        if state is None:
+            return
+        own = self.features.state_dict()
+        matched = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.") and k[len("features."):] in own}
+        missing = [k for k in own if k not in matched]
+        if missing:
+            raise ValueError(f"pretrained VGG11-BN weights lack {len(missing)} entries, e.g. {missing[:3]}")
+        self.features.load_state_dict(matched)
+        self.pretrained_loaded = True
+
+    def frozen_prefix(self) -> list[nn.Module]:
+        return list(self.features[:_FROZEN_LAYERS]) if self.pretrained_loaded else []
+
+
+NETS.register("vgg11")(VGG11FCDD)

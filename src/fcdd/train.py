@@ -1,0 +1,205 @@
+"""Training: the epoch loop with checkpoints and resume, and ``train(config)`` for a whole run.
+
+Data flows one way: config -> data -> method (model + objective) -> trainer -> evaluation ->
+run folder (metrics, snapshot, report).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fcdd.config import Config
+from fcdd.data import DataSplits, ImageSet, load_data
+from fcdd.data.supervision import Supervision, build_supervision
+from fcdd.data.transforms import Augment, channel_stats, to_float
+from fcdd.io import atomic_torch_save, atomic_write_json
+from fcdd.methods import Method, build_method
+
+log = logging.getLogger("fcdd")
+
+CHECKPOINT = "checkpoint.pt"
+SNAPSHOT = "snapshot.pt"
+
+
+@dataclass
+class History:
+    """Mean loss per epoch: overall and split into nominal / anomalous samples."""
+
+    loss: list[float] = field(default_factory=list)
+    nominal: list[float] = field(default_factory=list)
+    anomalous: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    images_per_second: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class Trainer:
+    """Optimises a method's per-sample loss over in-memory nominal images."""
+
+    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> None:
+        self.config = config
+        self.method = method.to(device)
+        self.supervision = supervision
+        self.device = device
+        self.out = out
+        self.augment = Augment.from_config(config)
+        params = method.trainable_parameters()
+        for module in method.frozen_modules():
+            module.requires_grad_(False)
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum, nesterov=True)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=config.milestones, gamma=config.lr_gamma)
+        self.history = History()
+        self.epoch = 0
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history.to_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": self.config.to_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.out is not None:
+            atomic_torch_save(self.out / CHECKPOINT, self.state())
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = History(**state["history"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        log.info("resumed from %s after epoch %d", path, self.epoch)
+
+    # --- loop --------------------------------------------------------------------------------
+    def _frozen_eval(self) -> None:
+        """Frozen pretrained stages keep their batch-norm statistics."""
+        for module in self.method.frozen_modules():
+            module.eval()
+
+    def train_epoch(self, train: ImageSet) -> None:
+        self.method.train()
+        self._frozen_eval()
+        cfg = self.config
+        order = torch.randperm(len(train), generator=self.generator)
+        sums = {"loss": 0.0, "nominal": 0.0, "anomalous": 0.0}
+        counts = {"loss": 0, "nominal": 0, "anomalous": 0}
+        started = time.perf_counter()
+        batches = range(0, len(order), cfg.batch_size)
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
+        for start in bar:
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2 and len(order) > 1:
+                continue  # a batch of one breaks batch norm
+            images = to_float(train.images[idx]).to(self.device)
+            maps = train.maps[idx].float().to(self.device)
+            images, maps = self.augment(images, maps, self.generator)
+            batch = self.supervision(images, maps, self.generator)
+            losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps)
+            loss = losses.mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} in epoch {self.epoch + 1}; lower the learning rate")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                anomalous = batch.labels.bool()
+                sums["loss"] += float(losses.sum())
+                counts["loss"] += len(losses)
+                sums["nominal"] += float(losses[~anomalous].sum())
+                counts["nominal"] += int((~anomalous).sum())
+                sums["anomalous"] += float(losses[anomalous].sum())
+                counts["anomalous"] += int(anomalous.sum())
+            bar.set_postfix(loss=f"{sums['loss'] / max(counts['loss'], 1):.4f}")
+        seconds = time.perf_counter() - started
+        h = self.history
+        h.lr.append(self.optimizer.param_groups[0]["lr"])
+        for key in ("loss", "nominal", "anomalous"):
+            getattr(h, key).append(sums[key] / counts[key] if counts[key] else float("nan"))
+        h.seconds.append(seconds)
+        h.images_per_second.append(counts["loss"] / seconds if seconds else 0.0)
+        self.scheduler.step()
+        self.epoch += 1
+
+    def fit(self, train: ImageSet) -> History:
+        if len(train) == 0:
+            raise ValueError("no training images")
+        progress = tqdm(total=self.config.epochs, initial=self.epoch, desc="training", unit="epoch")
+        while self.epoch < self.config.epochs:
+            self.train_epoch(train)
+            self.save_checkpoint()
+            h = self.history
+            progress.update(1)
+            progress.set_postfix(loss=f"{h.loss[-1]:.4f}", img_s=f"{h.images_per_second[-1]:.1f}")
+            log.debug(
+                "epoch %d loss %.5f nominal %.5f anomalous %.5f (%.1f img/s)",
+                self.epoch, h.loss[-1], h.nominal[-1], h.anomalous[-1], h.images_per_second[-1],
+            )
+        progress.close()
+        return self.history
+
+
+def prepare(config: Config, splits: DataSplits | None = None) -> tuple[DataSplits, Method, Supervision, torch.device]:
+    """Data, method and supervision for a config, with the training set's normalisation set."""
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    splits = (splits or load_data(config)).split_holdout(config.holdout, config.seed)
+    method = build_method(config, splits.train.channels)
+    mean, std = channel_stats(splits.train.images)
+    method.set_input_normalisation(mean, std)
+    supervision = build_supervision(config, splits)
+    if not method.uses_anomalies and config.supervise_mode != "unsupervised":
+        raise ValueError(f"objective {config.objective} trains on nominal images only; use --supervise-mode unsupervised")
+    return splits, method, supervision, device
+
+
+def train(config: Config, splits: DataSplits | None = None):
+    """Train, evaluate and write a run folder (when ``config.out`` is set); returns a ``Run``."""
+    from fcdd.run import execute
+
+    return execute(config, splits)
+
+
+def save_metrics(out: Path, metrics: dict) -> None:
+    atomic_write_json(out / "metrics.json", metrics)
