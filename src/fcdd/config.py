@@ -55,6 +55,12 @@ class Config:
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
     oe_limit: int | None = option(None, "cap on the number of distinct outlier images")
     gt_per_type: int = option(1, "mvtec_gt noise: real defects per defect type moved from test to training")
+    arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd layers`): ae28, ae32, ae224, ae, unet, vae; default ae (depth by image size) for ae, vae for attention-ae")
+    loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
+    ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
+    layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage")
+    attention_activation: str = option("relu", "attention-ae: keep positive evidence (relu) or evidence either way (abs)", ("relu", "abs"))
+    attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map")
     # training
     epochs: int = option(200, "training epochs")
     batch_size: int = option(16, "training batch size")
@@ -73,6 +79,7 @@ class Config:
     blur_heatmaps: float = option(0.0, "std of a Gaussian blur applied to gradient/reconstruction heatmaps")
     eval_batch_size: int = option(32, "batch size for evaluation and prediction")
     gallery_size: int = option(8, "images per row group in heatmap galleries")
+    overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)")
     holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds")
     target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1")
     # output

@@ -21,7 +21,7 @@ from fcdd.train import CHECKPOINT, SNAPSHOT, History, Trainer, prepare
 log = logging.getLogger("fcdd")
 
 # options that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size"}
+RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha"}
 
 
 @dataclass
@@ -113,6 +113,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         if checkpoint:
             trainer.load_checkpoint(checkpoint)
         history = trainer.fit(splits.train)
+        method.after_training(splits.train.images, config.eval_batch_size, device)
         train_seconds = sum(history.seconds)
         evaluation = evaluate(method, splits.test, config.eval_batch_size, device)
         metrics = evaluation.metrics()

@@ -191,6 +191,6 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, size: int, channels: int
         converted = [to_array(Image.fromarray(img.squeeze(-1) if c == 1 else img), channels, size) for img in images]
         tensor = torch.from_numpy(np.stack(converted)) if n else torch.zeros(0, channels, size, size, dtype=torch.uint8)
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        tensor = torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), copy=True))
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     return ImageSet(tensor, labels_t, torch.zeros(n, 1, size, size, dtype=torch.uint8), kinds or [])

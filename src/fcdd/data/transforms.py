@@ -64,8 +64,10 @@ class Augment:
             sx = torch.where(rand(n) < 0.5, -sx, sx)
         if "v" in self.flip:
             sy = torch.where(rand(n) < 0.5, -sy, sy)
-        tx = (rand(n) * 2 - 1) * 2 * self.shift
-        ty = (rand(n) * 2 - 1) * 2 * self.shift
+        h, w = images.shape[-2:]
+        # whole-pixel shifts keep images and maps exactly aligned (and images unblurred)
+        tx = torch.round((rand(n) * 2 - 1) * self.shift * w) * 2 / w
+        ty = torch.round((rand(n) * 2 - 1) * self.shift * h) * 2 / h
         if self.flip != "none" or self.shift > 0:
             theta = torch.zeros(n, 2, 3, device=dev)
             theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = sx, sy, tx, ty

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fcdd.methods.fcdd import fcdd_loss, fcdd_pixel_loss, neg_log_one_minus_exp, pseudo_huber
+
+
+def test_pseudo_huber_values():
+    phi = torch.tensor([0.0, 1.0, -2.0, 3.0])
+    expected = torch.tensor([0.0, math.sqrt(2) - 1, math.sqrt(5) - 1, math.sqrt(10) - 1])
+    assert torch.allclose(pseudo_huber(phi), expected)
+
+
+def test_fcdd_loss_on_hand_computed_maps():
+    # nominal map: phi = [[0, 1], [1, 0]] -> A = [[0, s], [s, 0]], s = sqrt(2) - 1, mean A = s / 2
+    s = math.sqrt(2) - 1
+    a_nominal = pseudo_huber(torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]]))
+    # anomalous map: phi = 2 everywhere -> A = sqrt(5) - 1 -> loss = -log(1 - exp(-(sqrt5 - 1)))
+    a_anomalous = pseudo_huber(torch.full((1, 1, 2, 2), 2.0))
+    loss = fcdd_loss(torch.cat([a_nominal, a_anomalous]), torch.tensor([0, 1]))
+    assert loss[0].item() == pytest.approx(s / 2)
+    assert loss[1].item() == pytest.approx(-math.log(1 - math.exp(-(math.sqrt(5) - 1))))
+
+
+def test_anomalous_term_is_stable_near_zero_and_decreasing():
+    values = neg_log_one_minus_exp(torch.tensor([0.0, 1e-8, 0.1, 1.0, 10.0]))
+    assert torch.isfinite(values).all()
+    assert (values[1:] <= values[:-1]).all()
+
+
+def test_pixel_loss_matches_image_loss_for_nominal_and_weights_defect_pixels():
+    a = torch.tensor([[[[0.5, 2.0], [0.5, 0.5]]]])
+    zero = torch.zeros(1, 1, 4, 4)
+    assert fcdd_pixel_loss(a, zero).item() == pytest.approx(fcdd_loss(a, torch.tensor([0])).item())
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[..., :2, 2:] = 1  # the top-right output pixel is the defect
+    expected = (0.5 * 3 - math.log(1 - math.exp(-2.0))) / 4
+    assert fcdd_pixel_loss(a, gt).item() == pytest.approx(expected)

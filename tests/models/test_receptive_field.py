@@ -1,0 +1,55 @@
+"""Receptive fields from bookkeeping equal those found by a brute-force gradient probe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fcdd.models import build_net
+from fcdd.models.base import ReceptiveField
+
+
+def probe(net, size: int, index: int) -> tuple[int, float]:
+    """Extent and centre (in input pixels, along x) of output pixel (index, index)'s input gradient.
+
+    Max pools route the gradient to one input only, so they are swapped for average pools with
+    the same window; positive weights keep contributions from cancelling.
+    """
+    net = net.eval()
+    for module in list(net.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(module, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+            if isinstance(child, (nn.LeakyReLU, nn.ReLU, nn.BatchNorm2d)):
+                setattr(module, child_name, nn.Identity())
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(0.01)
+    x = torch.rand(1, net.in_channels, size, size, requires_grad=True)
+    out = net(x)
+    out[0, 0, index, index].backward()
+    cols = (x.grad[0].abs().sum(0).sum(0) > 0).nonzero().squeeze(1)
+    lo, hi = int(cols.min()), int(cols.max())
+    return hi - lo + 1, (lo + hi) / 2
+
+
+@pytest.mark.parametrize(
+    "name,channels,size",
+    [("cnn28", 1, 28), ("cnn32", 3, 32), ("vgg11", 3, 96)],
+)
+def test_receptive_field_matches_gradient_probe(name, channels, size):
+    net = build_net(name, channels, size, width=0.25, pretrained="none")
+    field = net.receptive_field
+    out = net.output_size()
+    index = out // 2
+    # an interior unit whose field lies inside the image
+    assert field.centre(index) - field.size / 2 >= 0 and field.centre(index) + field.size / 2 <= size
+    extent, centre = probe(net, size, index)
+    assert extent == field.size
+    assert centre == pytest.approx(field.centre(index))
+
+
+def test_receptive_field_arithmetic():
+    field = ReceptiveField().after(3, 1, 1).after(2, 2, 0).after(3, 1, 1)
+    assert (field.size, field.jump, field.start) == (8, 2, 0.5)
