@@ -14,11 +14,11 @@ from fcdd.train import train  # noqa: E402  isort: skip
 __version__ = "0.1.0"
 
 
-def load(run_or_snapshot, device: str = "cpu"):
-    """A ``Detector`` for a run folder or snapshot file."""
+def load(run_or_snapshot, device: str = "auto", **options):
+    """A ``Detector`` for a run folder or snapshot file (``threshold=``, ``batch_size=`` ...)."""
     from fcdd.detector import Detector
 
-    return Detector.load(run_or_snapshot, device=device)
+    return Detector.load(run_or_snapshot, device=device, **options)
 
 
 __all__ = ["Config", "train", "load", "__version__"]

@@ -53,8 +53,7 @@ class Config:
     noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd noise`)")
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
-    oe_limit: int | None = option(None, "cap on the number of distinct outlier images")
-    gt_per_type: int = option(1, "mvtec_gt noise: real defects per defect type moved from test to training")
+    oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)")
     arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd layers`): ae28, ae32, ae224, ae, unet, vae; default ae (depth by image size) for ae, vae for attention-ae")
     loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
     ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
@@ -97,6 +96,8 @@ class Config:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
         if not 0.0 <= self.anomaly_fraction <= 1.0:
             raise ValueError(f"anomaly_fraction must lie in [0, 1], got {self.anomaly_fraction}")
+        if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
+            raise ValueError(f"target_fpr must lie in [0, 1), got {self.target_fpr}")
         for name in ("image_size", "epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -125,6 +126,13 @@ class Config:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
         return cls.from_dict(read_yaml(path), source=str(path))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Config:
+        """A preset's values (see ``fcdd.presets``) with ``overrides`` on top, as ``--preset`` does."""
+        from fcdd.presets import PRESETS
+
+        return cls.from_dict({**PRESETS.get(name), "preset": name, **overrides}, source=f"preset {name}")
 
     def replace(self, **changes: Any) -> Config:
         return Config.from_dict({**self.to_dict(), **changes})

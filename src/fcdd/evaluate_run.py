@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcdd.data import load_data
 from fcdd.detector import method_from_snapshot, read_snapshot
 from fcdd.evaluation import evaluate
 from fcdd.io import atomic_write_json
-from fcdd.train import pick_device
+from fcdd.train import pick_device, prepare_splits
 
 
 def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
@@ -16,7 +15,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
     snapshot = read_snapshot(run_dir)
     config, method = method_from_snapshot(snapshot)
     dev = pick_device(device)
-    splits = load_data(config)
+    splits = prepare_splits(config)
     evaluation = evaluate(method.to(dev), splits.test, config.eval_batch_size, dev)
     metrics = {**snapshot.get("metrics", {}), **evaluation.metrics()}
     atomic_write_json(run_dir / "metrics.json", metrics)

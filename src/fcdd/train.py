@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from fcdd.config import Config
 from fcdd.data import DataSplits, ImageSet, load_data
-from fcdd.data.supervision import Supervision, build_supervision
+from fcdd.data.supervision import SUPERVISION, Supervision, build_supervision
 from fcdd.data.transforms import Augment, channel_stats, to_float
 from fcdd.io import atomic_torch_save, atomic_write_json
 from fcdd.methods import Method, build_method
@@ -178,13 +178,23 @@ class Trainer:
         return self.history
 
 
+def prepare_splits(config: Config, splits: DataSplits | None = None) -> DataSplits:
+    """The data as the run sees it: calibration hold-out split off, and what the supervision
+    takes from the test set (real defects used for training) removed. Idempotent."""
+    splits = (splits or load_data(config)).split_holdout(config.holdout, config.seed)
+    if not splits.prepared:
+        SUPERVISION.get(config.supervise_mode).adjust_splits(config, splits)
+        splits.prepared = True
+    return splits
+
+
 def prepare(config: Config, splits: DataSplits | None = None) -> tuple[DataSplits, Method, Supervision, torch.device]:
     """Data, method and supervision for a config, with the training set's normalisation set."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    splits = (splits or load_data(config)).split_holdout(config.holdout, config.seed)
+    splits = prepare_splits(config, splits)
     method = build_method(config, splits.train.channels)
     mean, std = channel_stats(splits.train.images)
     method.set_input_normalisation(mean, std)

@@ -90,6 +90,8 @@ class DataSplits:
     train_anomalies: ImageSet | None = None
     #: nominal training images held out of training to calibrate thresholds
     holdout: ImageSet | None = None
+    #: set once the supervision has taken what it needs from the splits (see train.prepare_splits)
+    prepared: bool = False
 
     def split_holdout(self, fraction: float, seed: int) -> DataSplits:
         """Move a random ``fraction`` of the nominal training images to ``holdout`` (at least 2 stay)."""

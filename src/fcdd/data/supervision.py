@@ -57,6 +57,10 @@ class Supervision:
     def describe(self) -> str:
         return type(self).__name__
 
+    @classmethod
+    def adjust_splits(cls, config: Config, splits: DataSplits) -> None:
+        """Take what the mode needs from the data before training (once per run); default: nothing."""
+
 
 SUPERVISION: Registry[Callable[[Config, DataSplits], Supervision]] = Registry("supervision mode")
 
@@ -81,6 +85,10 @@ class NoiseSupervision(Supervision):
 
     def _split(self, images: torch.Tensor) -> int:
         return anomaly_count(len(images), self.fraction)
+
+    @classmethod
+    def adjust_splits(cls, config, splits) -> None:
+        NOISE.get(config.noise_mode).adjust_splits(config, splits)
 
 
 @SUPERVISION.register("malformed_normal")
@@ -133,6 +141,40 @@ class NoiseAsAnomalies(NoiseSupervision):
 
     def describe(self) -> str:
         return f"noise: {self.config.noise_mode} outliers as {self.fraction:.0%} of every batch"
+
+
+@SUPERVISION.register("other")
+class RealAnomalies(Supervision):
+    """Real anomalous training images (e.g. ``train/<class>/anomalous`` of the custom layout).
+
+    With ground-truth maps they train the per-pixel loss; ``--oe-limit`` caps how many are used.
+    """
+
+    def __init__(self, config, splits) -> None:
+        super().__init__(config, splits)
+        pool = splits.train_anomalies if splits is not None else None
+        if pool is None or len(pool) == 0:
+            raise ValueError("supervise mode 'other' needs real anomalous training images (custom layout: train/<class>/anomalous/)")
+        if config.oe_limit is not None:
+            pool = pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(config.seed))[: config.oe_limit])
+        self.pool = pool
+        self.use_maps = pool.has_maps
+
+    def __call__(self, images, maps, generator):
+        k = anomaly_count(len(images), self.fraction)
+        labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        if k == 0:
+            return Batch(images, labels, maps, self.use_maps)
+        pick = torch.randint(len(self.pool), (k,), generator=generator)
+        real = self.pool.images[pick].float().div(255).to(images.device)
+        if real.shape[1] != images.shape[1]:
+            real = real.mean(1, keepdim=True) if images.shape[1] == 1 else real.expand(-1, images.shape[1], -1, -1)
+        real_maps = self.pool.maps[pick].to(maps.dtype).to(maps.device)
+        labels[:k] = 1
+        return Batch(torch.cat([real, images[k:]]), labels, torch.cat([real_maps, maps[k:]]), self.use_maps)
+
+    def describe(self) -> str:
+        return f"other: {len(self.pool)} real anomalous training images as {self.fraction:.0%} of every batch"
 
 
 def build_supervision(config: Config, splits: DataSplits) -> Supervision:

@@ -31,5 +31,41 @@ class NoiseSource:
     def __call__(self, nominal: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    @classmethod
+    def adjust_splits(cls, config: Config, splits: DataSplits) -> None:
+        """Sources that train on real test-set defects take them out of the test split here."""
+
+
+class PoolSource(NoiseSource):
+    """Whole-image outliers drawn from a fixed pool of images (``pool``: uint8 N, C, H, W).
+
+    ``--oe-limit`` keeps only that many distinct images (chosen with the run's seed).
+    """
+
+    full_frame = True
+
+    def __init__(self, config: Config, splits: DataSplits) -> None:
+        super().__init__(config, splits)
+        pool = self.load_pool(config, splits)
+        if len(pool) == 0:
+            raise ValueError(f"noise mode {config.noise_mode}: no outlier images found")
+        if config.oe_limit is not None:
+            keep = torch.randperm(len(pool), generator=torch.Generator().manual_seed(config.seed))[: config.oe_limit]
+            pool = pool[keep]
+        self.pool = pool
+
+    def load_pool(self, config: Config, splits: DataSplits) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, nominal, generator):
+        pick = torch.randint(len(self.pool), (len(nominal),), generator=generator)
+        content = self.pool[pick].float().div(255).to(nominal.device)
+        c = nominal.shape[1]
+        if content.shape[1] != c:
+            content = content.mean(1, keepdim=True) if c == 1 else content.expand(-1, c, -1, -1)
+        if content.shape[-2:] != nominal.shape[-2:]:
+            content = torch.nn.functional.interpolate(content, size=nominal.shape[-2:], mode="bilinear", align_corners=False)
+        return content, torch.ones(len(nominal), 1, *nominal.shape[-2:], device=nominal.device)
+
 
 NOISE: Registry[Callable[[Config, DataSplits], NoiseSource]] = Registry("noise mode")

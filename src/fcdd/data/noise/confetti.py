@@ -34,22 +34,21 @@ def confetti(
     ellipse = rand(b, k) < 0.5
     colour = rand(b, k, c)
 
-    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, 1, h, 1) + 0.5
-    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, 1, w) + 0.5
-    dy, dx = ys - cy[..., None, None], xs - cx[..., None, None]
-    cos, sin = angle.cos()[..., None, None], angle.sin()[..., None, None]
-    u = (dx * cos + dy * sin) / half_a[..., None, None]
-    v = (-dx * sin + dy * cos) / half_b[..., None, None]
-    inside = torch.where(ellipse[..., None, None], u * u + v * v <= 1, (u.abs() <= 1) & (v.abs() <= 1))
-    inside = inside & active[..., None, None]  # (b, k, h, w)
-
-    # later blobs lie on top of earlier ones
-    order = torch.arange(1, k + 1, device=dev).view(1, k, 1, 1)
-    top = (inside * order).argmax(dim=1)  # (b, h, w)
-    where = inside.any(dim=1, keepdim=True).float()
-    picked = torch.gather(colour, 1, top.view(b, -1, 1).expand(-1, -1, c))  # (b, h*w, c)
-    content = picked.permute(0, 2, 1).reshape(b, c, h, w)
-    content = torch.where(where.bool(), content, nominal)
+    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1) + 0.5
+    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w) + 0.5
+    content = nominal.clone()
+    where = torch.zeros(b, 1, h, w, device=dev)
+    cos, sin = angle.cos(), angle.sin()
+    for j in range(k):  # later blobs are painted over earlier ones
+        dy = ys - cy[:, j].view(b, 1, 1)
+        dx = xs - cx[:, j].view(b, 1, 1)
+        cj, sj = cos[:, j].view(b, 1, 1), sin[:, j].view(b, 1, 1)
+        u = (dx * cj + dy * sj) / half_a[:, j].view(b, 1, 1)
+        v = (dy * cj - dx * sj) / half_b[:, j].view(b, 1, 1)
+        inside = torch.where(ellipse[:, j].view(b, 1, 1), u * u + v * v <= 1, torch.maximum(u.abs(), v.abs()) <= 1)
+        inside = (inside & active[:, j].view(b, 1, 1)).unsqueeze(1)
+        content = torch.where(inside, colour[:, j].view(b, c, 1, 1), content)
+        where = torch.where(inside, 1.0, where)
     return content, where
 
 
