@@ -144,4 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the package module so that subcommands register with the same registry
+    from fcdd.cli import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,163 @@
+"""Class x seed experiments: one model per nominal class per seed, then one table.
+
+``RUN/normal_<class>/it_<seed>/`` holds an ordinary run folder each. A run whose
+``metrics.json`` and ``snapshot.pt`` exist is finished and never recomputed; one with only a
+checkpoint is resumed; so a killed ``fcdd run`` restarted with the same options picks up where
+it stopped. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
+averaged over seeds) is rebuilt from the run folders at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import fcdd
+from fcdd.config import Config
+from fcdd.data.base import DataError
+from fcdd.io import atomic_write_json, atomic_write_text
+from fcdd.metrics import roc_curve
+from fcdd.run import run_logging
+from fcdd.train import CHECKPOINT, SNAPSHOT
+
+log = logging.getLogger("fcdd")
+
+#: data sets whose classes are category folders below --data
+FOLDER_DATASETS = ("mvtec", "btad", "synthetic")
+#: data sets with numbered classes
+NUMBERED_CLASSES = {"mnist": 10, "fmnist": 10, "fmnist_corrupted": 10, "emnist": 26, "cifar10": 10, "cifar100": 100}
+
+
+@dataclass(frozen=True)
+class Job:
+    cls: str
+    seed_index: int
+    out: Path
+
+    @property
+    def finished(self) -> bool:
+        return (self.out / "metrics.json").is_file() and (self.out / SNAPSHOT).is_file()
+
+
+def discover_classes(config: Config) -> list[str]:
+    if config.dataset in FOLDER_DATASETS and config.data:
+        root = Path(config.data)
+        classes = sorted(p.name for p in root.iterdir() if (p / "train").is_dir()) if root.is_dir() else []
+        if not classes:
+            raise DataError(f"{root}: no category folders (with train/) to run over; give --classes")
+        return classes
+    if config.dataset in NUMBERED_CLASSES:
+        return [str(i) for i in range(NUMBERED_CLASSES[config.dataset])]
+    raise DataError(f"cannot list the classes of data set {config.dataset}; give --classes")
+
+
+def jobs_for(out: Path, classes: list[str], seeds: int) -> list[Job]:
+    return [Job(c, s, out / f"normal_{c}" / f"it_{s}") for c in classes for s in range(seeds)]
+
+
+def run_experiment(config: Config, classes: list[str] | None, seeds: int) -> dict:
+    """Train every class x seed not finished yet, then aggregate; returns the summary."""
+    if not config.out:
+        raise ValueError("fcdd run needs --out RUN_DIR")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    out = Path(config.out)
+    classes = classes or discover_classes(config)
+    jobs = jobs_for(out, classes, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    config.replace(out=str(out), category=None).to_yaml(out / "config.yaml")
+    with run_logging(out):
+        _run_jobs(config, jobs)
+        return aggregate(out, classes, seeds)
+
+
+def _run_jobs(config: Config, jobs: list[Job]) -> None:
+    bar = tqdm(jobs, desc="classes x seeds", unit="run")
+    for n, job in enumerate(bar, 1):
+        bar.set_postfix_str(f"class {job.cls} seed {job.seed_index}")
+        if job.finished:
+            log.info("[%d/%d] class %s seed %d: finished before, kept", n, len(jobs), job.cls, job.seed_index)
+            continue
+        run_config = config.replace(
+            category=job.cls, seed=config.seed + job.seed_index, out=str(job.out),
+            resume=(job.out / CHECKPOINT).is_file(),
+        )
+        run = fcdd.train(run_config)
+        m = run.metrics
+        log.info("[%d/%d] class %s seed %d: image AUROC %.4f, pixel AUROC %s", n, len(jobs), job.cls, job.seed_index,
+                 m["image_auroc"], "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}")
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def aggregate(out: Path, classes: list[str], seeds: int) -> dict:
+    from fcdd.report.plots import plot_mean_roc
+
+    rows = []
+    for cls in classes:
+        metrics, curves = [], []
+        for job in jobs_for(out, [cls], seeds):
+            if not job.finished:
+                continue
+            metrics.append(json.loads((job.out / "metrics.json").read_text()))
+            stored = torch.load(job.out / "heatmaps.pt", map_location="cpu", weights_only=False)
+            fpr, tpr, _ = roc_curve(stored["scores"].numpy(), stored["labels"].numpy())
+            curves.append((fpr, tpr, metrics[-1]["image_auroc"]))
+        image = _mean_std([m["image_auroc"] for m in metrics])
+        pixel = _mean_std([m.get("pixel_auroc") for m in metrics])
+        rows.append({
+            "class": cls, "seeds": len(metrics),
+            "image_auroc_mean": image[0], "image_auroc_std": image[1],
+            "pixel_auroc_mean": pixel[0], "pixel_auroc_std": pixel[1],
+        })
+        if curves:
+            plot_mean_roc(curves, out / f"normal_{cls}" / "roc_mean", f"class {cls}: detection ROC over {len(curves)} seed(s)")
+    image_all = _mean_std([r["image_auroc_mean"] for r in rows])
+    pixel_all = _mean_std([r["pixel_auroc_mean"] for r in rows])
+    summary = {
+        "classes": rows,
+        "image_auroc_mean": image_all[0],
+        "pixel_auroc_mean": pixel_all[0],
+        "image_auroc": image_all[0],
+        "pixel_auroc": pixel_all[0],
+        "seeds": seeds,
+    }
+    atomic_write_json(out / "metrics.json", summary)
+    atomic_write_text(out / "results.csv", to_csv(rows))
+    atomic_write_text(out / "results.md", to_markdown(rows, summary))
+    return summary
+
+
+def _fmt(mean, std) -> str:
+    return "n/a" if mean is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["class"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_markdown(rows: list[dict], summary: dict) -> str:
+    lines = ["| class | seeds | image AUROC | pixel AUROC |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['class']} | {r['seeds']} | {_fmt(r['image_auroc_mean'], r['image_auroc_std'])} | {_fmt(r['pixel_auroc_mean'], r['pixel_auroc_std'])} |")
+    image, pixel = summary["image_auroc_mean"], summary["pixel_auroc_mean"]
+    lines.append(f"| **mean** | | {'n/a' if image is None else f'{image:.4f}'} | {'n/a' if pixel is None else f'{pixel:.4f}'} |")
+    return "\n".join(lines) + "\n"
