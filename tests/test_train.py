@@ -67,3 +67,12 @@ def test_cli_train_and_evaluate(tiny_config, tmp_path, capsys):
 def test_cli_reports_bad_data_with_exit_code(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_semi_supervised_run_says_which_defects_it_trained_on(tiny_config):
+    config = tiny_config.replace(supervise_mode="noise", noise_mode="mvtec_gt", oe_limit=1, epochs=3)
+    run = fcdd.train(config)
+    assert run.metrics["n_test"] == 18 - 4
+    assert any("moved from test to training" in note for note in run.metrics["notes"])
+    assert "moved from test to training" in (run.out / "log.txt").read_text()
+    assert run.history.anomalous[-1] < run.history.anomalous[0]

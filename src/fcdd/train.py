@@ -7,8 +7,11 @@ run folder (metrics, snapshot, report).
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from tqdm.auto import tqdm
 
 from fcdd.config import Config
 from fcdd.data import DataSplits, ImageSet, load_data
-from fcdd.data.supervision import SUPERVISION, Supervision, build_supervision
+from fcdd.data.supervision import SUPERVISION, Batch, Supervision, build_supervision
 from fcdd.data.transforms import Augment, channel_stats, to_float
 from fcdd.io import atomic_torch_save, atomic_write_json
 from fcdd.methods import Method, build_method
@@ -42,6 +45,46 @@ class History:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Produce the next items in a background thread while the caller works on the current one.
+
+    Torch releases the GIL in its kernels, so the next batch's augmentation and noise overlap
+    with this batch's forward and backward pass. Items keep their order, so runs stay
+    reproducible; an exception in the producer is raised in the caller.
+    """
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                slots.put(item)
+            slots.put(done)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            slots.put(err)
+
+    worker = threading.Thread(target=produce, daemon=True, name="fcdd-prefetch")
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -116,6 +159,14 @@ class Trainer:
         for module in self.method.frozen_modules():
             module.eval()
 
+    def _make_batches(self, train: ImageSet, batches: list[torch.Tensor]) -> Iterator[Batch]:
+        """Indexing, augmentation and synthetic anomalies, batch after batch, in order."""
+        for idx in batches:
+            images = to_float(train.images[idx]).to(self.device)
+            maps = train.maps[idx].float().to(self.device)
+            images, maps = self.augment(images, maps, self.generator)
+            yield self.supervision(images, maps, self.generator)
+
     def train_epoch(self, train: ImageSet) -> None:
         self.method.train()
         self._frozen_eval()
@@ -124,16 +175,12 @@ class Trainer:
         sums = {"loss": 0.0, "nominal": 0.0, "anomalous": 0.0}
         counts = {"loss": 0, "nominal": 0, "anomalous": 0}
         started = time.perf_counter()
-        batches = range(0, len(order), cfg.batch_size)
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
-        for start in bar:
-            idx = order[start : start + cfg.batch_size]
-            if len(idx) < 2 and len(order) > 1:
-                continue  # a batch of one breaks batch norm
-            images = to_float(train.images[idx]).to(self.device)
-            maps = train.maps[idx].float().to(self.device)
-            images, maps = self.augment(images, maps, self.generator)
-            batch = self.supervision(images, maps, self.generator)
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches.pop()  # a batch of one breaks batch norm
+        bar = tqdm(prefetch(self._make_batches(train, batches)), total=len(batches),
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
+        for batch in bar:
             losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps)
             loss = losses.mean()
             if not torch.isfinite(loss):

@@ -58,22 +58,24 @@ class Augment:
         def rand(*shape):
             return torch.rand(*shape, generator=generator).to(dev)
 
-        sx = torch.ones(n, device=dev)
-        sy = torch.ones(n, device=dev)
-        if "h" in self.flip:
-            sx = torch.where(rand(n) < 0.5, -sx, sx)
-        if "v" in self.flip:
-            sy = torch.where(rand(n) < 0.5, -sy, sy)
         h, w = images.shape[-2:]
-        # whole-pixel shifts keep images and maps exactly aligned (and images unblurred)
-        tx = torch.round((rand(n) * 2 - 1) * self.shift * w) * 2 / w
-        ty = torch.round((rand(n) * 2 - 1) * self.shift * h) * 2 / h
-        if self.flip != "none" or self.shift > 0:
-            theta = torch.zeros(n, 2, 3, device=dev)
-            theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = sx, sy, tx, ty
-            grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-            images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-            maps = F.grid_sample(maps, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+        flip_x = rand(n) < 0.5 if "h" in self.flip else torch.zeros(n, dtype=torch.bool, device=dev)
+        flip_y = rand(n) < 0.5 if "v" in self.flip else torch.zeros(n, dtype=torch.bool, device=dev)
+        # whole-pixel shifts: images and maps stay exactly aligned and images are not resampled
+        dx = torch.round((rand(n) * 2 - 1) * self.shift * w).long()
+        dy = torch.round((rand(n) * 2 - 1) * self.shift * h).long()
+        both = torch.cat([images, maps], dim=1)
+        if flip_x.any():
+            both = torch.where(flip_x.view(n, 1, 1, 1), both.flip(-1), both)
+        if flip_y.any():
+            both = torch.where(flip_y.view(n, 1, 1, 1), both.flip(-2), both)
+        pad_x, pad_y = int(dx.abs().max()), int(dy.abs().max())
+        if pad_x or pad_y:
+            mode = "reflect" if pad_x < w and pad_y < h else "replicate"
+            padded = F.pad(both, (pad_x, pad_x, pad_y, pad_y), mode=mode)
+            both = torch.stack([padded[i, :, pad_y + int(dy[i]) : pad_y + int(dy[i]) + h, pad_x + int(dx[i]) : pad_x + int(dx[i]) + w] for i in range(n)])
+        c = images.shape[1]
+        images, maps = both[:, :c], both[:, c:]
         if self.jitter > 0:
             brightness = (rand(n, 1, 1, 1) * 2 - 1) * self.jitter
             contrast = 1 + (rand(n, 1, 1, 1) * 2 - 1) * self.jitter
