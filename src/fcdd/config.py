@@ -96,6 +96,8 @@ class Config:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
         if not 0.0 <= self.anomaly_fraction <= 1.0:
             raise ValueError(f"anomaly_fraction must lie in [0, 1], got {self.anomaly_fraction}")
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}")
         if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
             raise ValueError(f"target_fpr must lie in [0, 1), got {self.target_fpr}")
         for name in ("image_size", "epochs", "batch_size", "eval_batch_size"):
