@@ -1,14 +1,19 @@
 """Verdict thresholds, calibrated at the end of training on images the model did not train on.
 
-The held-out nominal training images give the false-positive side. When the run's supervision
-makes anomalies (confetti, outliers, real defects), the same held-out images turned anomalous
-give the other side, and the image threshold maximises F1; otherwise (or with ``target_fpr``)
-it is the nominal-score quantile for that false-positive rate. The pixel threshold is chosen the
-same way on heatmap pixels, for a binary defect mask.
+The held-out nominal training images (``--holdout``) give the false-positive side. When the
+run's supervision makes anomalies (confetti, outliers, real defects), a copy of every held-out
+image turned anomalous by it gives the other side, and the image threshold maximises F1;
+otherwise, or with ``--target-fpr``, it is the lowest threshold whose false-positive rate on the
+held-out nominal images does not exceed the target (5 % by default). The pixel threshold, for a
+binary defect mask, is chosen the same way on heatmap pixels (1 % of nominal pixels by default).
+
+A verdict is ``score >= threshold``. Everything is stored in the snapshot under ``thresholds``,
+together with the rates the threshold reached on the calibration images and on the test set.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,72 +27,133 @@ if TYPE_CHECKING:
     from fcdd.run import Run
 
 DEFAULT_FPR = 0.05
+DEFAULT_PIXEL_FPR = 0.01
 PIXEL_SAMPLE = 200_000
 
 
-def _scores(method, images: torch.Tensor, batch_size: int, device) -> tuple[np.ndarray, torch.Tensor]:
+@dataclass
+class CalibrationSet:
+    """Scores, heatmaps, labels and ground-truth maps of the calibration images."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    heatmaps: torch.Tensor
+    maps: torch.Tensor
+
+
+def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """F1, precision, false- and true-positive rates of the verdict ``score >= threshold``."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    predicted = scores >= threshold
+    tp = int((predicted & labels).sum())
+    fp = int((predicted & ~labels).sum())
+    fn = int((~predicted & labels).sum())
+    return {
+        "f1": 2 * tp / (2 * tp + fp + fn) if labels.any() else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "fpr": fp / int((~labels).sum()) if (~labels).any() else None,
+        "tpr": tp / int(labels.sum()) if labels.any() else None,
+    }
+
+
+def fpr_threshold(nominal: np.ndarray, fpr: float) -> float:
+    """The lowest threshold that flags at most ``fpr`` of the nominal scores (``score >= t``)."""
+    if not 0 <= fpr < 1:
+        raise ValueError(f"target false-positive rate must lie in [0, 1), got {fpr}")
+    ordered = np.sort(np.asarray(nominal, dtype=np.float64))[::-1]
+    if len(ordered) == 0:
+        return float("nan")
+    allowed = int(np.floor(fpr * len(ordered) + 1e-9))
+    if allowed >= len(ordered):
+        return float(ordered[-1])
+    # just above the first nominal score that must stay below the threshold
+    return float(np.nextafter(ordered[allowed], np.inf))
+
+
+def threshold_from(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None, default_fpr: float = DEFAULT_FPR) -> dict:
+    """Max-F1 threshold when anomalies are present and no target rate is given, else the FPR rule."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(int)
+    if target_fpr is None and (labels == 1).any() and (labels == 0).any():
+        threshold, _ = best_f1_threshold(scores, labels)
+        rule = "max_f1"
+    else:
+        fpr = default_fpr if target_fpr is None else target_fpr
+        threshold = fpr_threshold(scores[labels == 0], fpr)
+        rule = f"fpr<={fpr:g}"
+    return {"threshold": threshold, "rule": rule, "n_nominal": int((labels == 0).sum()), "n_anomalous": int((labels == 1).sum()), **rates(scores, labels, threshold)}
+
+
+def _infer_all(method, images: torch.Tensor, batch_size: int, device) -> tuple[np.ndarray, torch.Tensor]:
     scores, maps = [], []
     for start in range(0, len(images), batch_size):
         s, h = infer(method, images[start : start + batch_size].to(device))
         scores.append(s.cpu())
-        maps.append(h.cpu())
+        maps.append(h.float().cpu())
     return torch.cat(scores).double().numpy(), torch.cat(maps)
 
 
-def _subsample(values: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    values, labels = values.reshape(-1), labels.reshape(-1)
+def calibration_set(run: Run, device) -> CalibrationSet | None:
+    """Held-out nominal images, plus a copy of each turned anomalous by the run's supervision."""
+    holdout = run.splits.holdout
+    if holdout is None or len(holdout) == 0:
+        return None
+    from fcdd.data.supervision import build_supervision
+
+    config = run.config
+    method = run.method.eval()
+    images = to_float(holdout.images)
+    maps = holdout.maps.float()
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    supervision = build_supervision(config.replace(anomaly_fraction=1.0), run.splits)
+    batch = supervision(images.clone(), maps.clone(), generator)
+    made = batch.labels.cpu().bool()
+    all_images = torch.cat([images, batch.images.cpu()[made]])
+    all_maps = torch.cat([torch.zeros_like(maps), (batch.maps.cpu()[made] > 0.5).float()])
+    labels = np.concatenate([np.zeros(len(images), int), np.ones(int(made.sum()), int)])
+    scores, heatmaps = _infer_all(method, all_images, config.eval_batch_size, device)
+    return CalibrationSet(scores, labels, heatmaps, all_maps)
+
+
+def _pixels(heatmaps: torch.Tensor, maps: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    values, labels = heatmaps.reshape(-1), (maps.reshape(-1) > 0.5).long()
     if len(values) > n:
         pick = torch.randperm(len(values), generator=torch.Generator().manual_seed(seed))[:n]
         values, labels = values[pick], labels[pick]
     return values.double().numpy(), labels.numpy()
 
 
-def threshold_from(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None) -> dict:
-    nominal = scores[labels == 0]
-    if target_fpr is None and (labels == 1).any():
-        threshold, f1 = best_f1_threshold(scores, labels)
-        rule = "max_f1"
+def thresholds_for(calibration: CalibrationSet, target_fpr: float | None, seed: int = 0) -> dict:
+    image = threshold_from(calibration.scores, calibration.labels, target_fpr)
+    anomalous = torch.from_numpy(calibration.labels == 1)
+    if anomalous.any() and calibration.maps[anomalous].sum() > 0:
+        values, labels = _pixels(calibration.heatmaps, calibration.maps, PIXEL_SAMPLE, seed)
     else:
-        fpr = DEFAULT_FPR if target_fpr is None else target_fpr
-        threshold = float(np.quantile(nominal, 1 - fpr)) if len(nominal) else float("nan")
-        rule, f1 = f"fpr={fpr:g}", None
-    predicted = scores >= threshold
+        nominal = calibration.heatmaps[~anomalous]
+        values, labels = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, seed)
+    pixel = threshold_from(values, labels, target_fpr, DEFAULT_PIXEL_FPR)
+    low, high = np.quantile(values, [0.01, 0.999]) if len(values) else (0.0, 1.0)
     return {
-        "threshold": threshold,
-        "rule": rule,
-        "f1": f1,
-        "fpr": float(predicted[labels == 0].mean()) if (labels == 0).any() else None,
-        "tpr": float(predicted[labels == 1].mean()) if (labels == 1).any() else None,
+        "image": image,
+        "pixel": pixel,
+        # a fixed colour scale for heatmaps, so colours mean the same on every image
+        "heatmap_range": [float(low), float(high) if high > low else float(low) + 1e-6],
+        "n_nominal": image["n_nominal"],
+        "n_anomalous": image["n_anomalous"],
     }
 
 
 def calibrate(run: Run, device) -> dict:
-    """Image and pixel thresholds from the held-out nominal images (and anomalies made from them)."""
-    holdout = run.splits.holdout
-    config = run.config
-    if holdout is None or len(holdout) == 0:
+    """Image and pixel thresholds from the held-out images; ``{}`` when the run holds none out."""
+    calibration = calibration_set(run, device)
+    if calibration is None:
         return {}
-    method = run.method.eval()
-    images = to_float(holdout.images)
-    maps = holdout.maps.float()
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    from fcdd.data.supervision import build_supervision
-
-    supervision = build_supervision(config.replace(anomaly_fraction=0.5), run.splits)
-    batch = supervision(images, maps, generator)
-    scores, heatmaps = _scores(method, batch.images, config.eval_batch_size, device)
-    labels = batch.labels.cpu().numpy()
-    image = threshold_from(scores, labels, config.target_fpr)
-    anomalous = torch.from_numpy(labels == 1)
-    if anomalous.any() and batch.maps[anomalous].sum() > 0:
-        pixel_values, pixel_labels = _subsample(heatmaps, (batch.maps.cpu() > 0.5).long(), PIXEL_SAMPLE, config.seed)
-    else:
-        pixel_values, pixel_labels = _subsample(heatmaps[~anomalous], torch.zeros_like(heatmaps[~anomalous], dtype=torch.long), PIXEL_SAMPLE)
-    pixel = threshold_from(pixel_values, pixel_labels, config.target_fpr)
-    return {
-        "image": image,
-        "pixel": pixel,
-        "n_nominal": int((labels == 0).sum()),
-        "n_anomalous": int((labels == 1).sum()),
-        "source": f"{len(holdout)} held-out nominal training images" + (", half turned anomalous by the run's supervision" if (labels == 1).any() else ""),
-    }
+    result = thresholds_for(calibration, run.config.target_fpr, run.config.seed)
+    made = result["n_anomalous"]
+    result["source"] = f"{result['n_nominal']} held-out nominal training images" + (
+        f" and {made} copies turned anomalous by the run's supervision ({run.config.supervise_mode})" if made else ""
+    )
+    evaluation = getattr(run, "evaluation", None)
+    if evaluation is not None and len(evaluation.scores):
+        # how the calibrated verdict does on the test set (never used to choose it)
+        result["test"] = rates(evaluation.scores, evaluation.labels, result["image"]["threshold"])
+    return result

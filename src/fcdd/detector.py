@@ -1,14 +1,29 @@
-"""Using a trained model: ``fcdd.load(run_or_snapshot)`` gives a ``Detector``."""
+"""Using a trained model: ``fcdd.load(run_or_snapshot)`` gives a ``Detector``.
+
+    detector = fcdd.load("runs/bottle")             # GPU when there is one
+    detector.score(["a.png", "b.png"])               # (N,) anomaly scores
+    detector.heatmap(pil_image)                      # (N, 1, S, S) at the training size
+    for p in detector.predict(folder_files):         # score, heatmap, verdict, mask
+        print(p.score, p.verdict)
+    detector.threshold = 0.3                         # override the calibrated threshold
+
+The snapshot carries everything the run used: config (net, objective, image size, channels),
+weights (including the input normalisation), and the thresholds calibrated after training.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fcdd.config import Config
 from fcdd.methods import Method, build_method
-from fcdd.train import SNAPSHOT
+from fcdd.train import SNAPSHOT, pick_device
 
 
 def read_snapshot(path: str | Path) -> dict:
@@ -30,68 +45,174 @@ def read_snapshot(path: str | Path) -> dict:
 def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
     """Rebuild the trained method; weights come from the snapshot, never from the network."""
     config = Config.from_dict(snapshot["config"])
-    build_config = config.replace(pretrained="none") if hasattr(config, "pretrained") else config
-    method = build_method(build_config, snapshot["in_channels"])
+    method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
     method.load_state_dict(snapshot["state_dict"])
     return config, method.eval()
 
 
-class Detector:
-    """A trained model with its preprocessing: scores, heatmaps and verdicts for new images."""
+@dataclass
+class Prediction:
+    """One image's result. ``verdict`` is 'anomalous' / 'nominal', or None without a threshold."""
 
-    def __init__(self, snapshot: dict, device: str | torch.device = "cpu") -> None:
+    score: float
+    heatmap: torch.Tensor
+    threshold: float | None
+    pixel_threshold: float | None = None
+
+    @property
+    def anomalous(self) -> bool | None:
+        return None if self.threshold is None else bool(self.score >= self.threshold)
+
+    @property
+    def verdict(self) -> str | None:
+        return None if self.anomalous is None else ("anomalous" if self.anomalous else "nominal")
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """Binary defect mask (H, W) at the training size: heatmap >= pixel threshold."""
+        return None if self.pixel_threshold is None else self.heatmap >= self.pixel_threshold
+
+    def to_dict(self) -> dict:
+        """JSON-ready, without the heatmap."""
+        mask = self.mask
+        return {
+            "score": self.score, "verdict": self.verdict, "anomalous": self.anomalous, "threshold": self.threshold,
+            "pixel_threshold": self.pixel_threshold,
+            "anomalous_pixel_fraction": None if mask is None else float(mask.float().mean()),
+        }
+
+    def __getitem__(self, key: str):
+        """``prediction["score"]`` works too (the first version returned dicts)."""
+        return self.heatmap if key == "heatmap" else self.to_dict()[key]
+
+
+def _stored_threshold(calibration: dict, key: str) -> float | None:
+    value = (calibration.get(key) or {}).get("threshold")
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+class Detector:
+    """A trained model with its preprocessing: scores, heatmaps and verdicts for new images.
+
+    Inputs may be file paths, PIL images, numpy arrays (H, W[, C], uint8 or float in [0, 1]) or
+    tensors (C, H, W), one or a sequence, or a 4-D batch. They are resized and converted exactly
+    as the training images were. ``threshold`` / ``pixel_threshold`` override the calibrated
+    ones; ``batch_size`` and ``workers`` set how many images go through the model at once and
+    how many threads decode files.
+    """
+
+    def __init__(
+        self, snapshot: dict, device: str | torch.device = "auto", threshold: float | None = None,
+        pixel_threshold: float | None = None, batch_size: int | None = None, workers: int | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.config, self.method = method_from_snapshot(snapshot)
-        self.device = torch.device(device)
+        self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.method.to(self.device)
         self.image_size = int(snapshot["image_size"])
         self.in_channels = int(snapshot["in_channels"])
-        self.thresholds = dict(snapshot.get("thresholds") or {})
+        #: what calibration stored (rules, rates on calibration and test images, heatmap range)
+        self.calibration: dict = dict(snapshot.get("thresholds") or {})
+        self.threshold = _stored_threshold(self.calibration, "image") if threshold is None else float(threshold)
+        self.pixel_threshold = _stored_threshold(self.calibration, "pixel") if pixel_threshold is None else float(pixel_threshold)
+        self.batch_size = int(batch_size or self.config.eval_batch_size)
+        self.workers = int(workers or min(4, os.cpu_count() or 1))
+        # one model, many callers (the server's threads): one forward pass at a time
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, run_or_snapshot: str | Path, device: str | torch.device = "cpu") -> Detector:
-        return cls(read_snapshot(run_or_snapshot), device)
+    def load(cls, run_or_snapshot: str | Path, device: str | torch.device = "auto", **options) -> Detector:
+        return cls(read_snapshot(run_or_snapshot), device, **options)
 
+    # --- thresholds ------------------------------------------------------------------------------
+    @property
+    def thresholds(self) -> dict:
+        """``{"image": t, "pixel": t}``; assign a dict with either key to override."""
+        return {"image": self.threshold, "pixel": self.pixel_threshold}
+
+    @thresholds.setter
+    def thresholds(self, values: dict) -> None:
+        unknown = set(values) - {"image", "pixel"}
+        if unknown:
+            raise KeyError(f"unknown threshold(s) {sorted(unknown)}; use 'image' and 'pixel'")
+        if "image" in values:
+            self.threshold = None if values["image"] is None else float(values["image"])
+        if "pixel" in values:
+            self.pixel_threshold = None if values["pixel"] is None else float(values["pixel"])
+
+    @property
+    def image_threshold(self) -> float | None:
+        return self.threshold
+
+    @property
+    def heatmap_range(self) -> tuple[float, float] | None:
+        """The calibrated colour scale for heatmaps (1st to 99.9th percentile of calibration pixels)."""
+        value = self.calibration.get("heatmap_range")
+        return (float(value[0]), float(value[1])) if value else None
+
+    # --- inference -------------------------------------------------------------------------------
     def prepare(self, images) -> torch.Tensor:
         """Paths, PIL images, arrays or tensors -> a float batch resized exactly as in training."""
         from fcdd.preprocess import prepare_batch
 
         return prepare_batch(images, self.in_channels, self.image_size)
 
-    def _infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (B,) and heatmaps (B, 1, S, S) on the CPU for a prepared float batch."""
         from fcdd.evaluation import infer
 
-        batch = self.prepare(images).to(self.device)
+        with self._lock:
+            scores, heatmaps = infer(self.method, batch.to(self.device, non_blocking=True))
+            return scores.float().cpu(), heatmaps.float().cpu()
+
+    def _infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        from fcdd.preprocess import as_items, iter_batches
+
+        if isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point() \
+                and tuple(images.shape[1:]) == (self.in_channels, self.image_size, self.image_size):
+            loaded = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
+        else:
+            items = as_items(images)
+            loaded = (b.images for b in iter_batches(items, self.in_channels, self.image_size, self.batch_size, self.workers))
         scores, heatmaps = [], []
-        for start in range(0, len(batch), self.config.eval_batch_size):
-            s, h = infer(self.method, batch[start : start + self.config.eval_batch_size])
-            scores.append(s.cpu())
-            heatmaps.append(h.cpu())
+        for batch in loaded:
+            s, h = self.forward(batch)
+            scores.append(s)
+            heatmaps.append(h)
+        if not scores:
+            return torch.zeros(0), torch.zeros(0, 1, self.image_size, self.image_size)
         return torch.cat(scores), torch.cat(heatmaps)
 
     def score(self, images) -> torch.Tensor:
+        """Anomaly scores (N,); higher is more anomalous."""
         return self._infer(images)[0]
 
     def heatmap(self, images) -> torch.Tensor:
+        """Heatmaps (N, 1, S, S) at the training size ``S``."""
         return self._infer(images)[1]
 
-    @property
-    def image_threshold(self) -> float | None:
-        return (self.thresholds.get("image") or {}).get("threshold")
+    def predictions(self, scores: torch.Tensor, heatmaps: torch.Tensor) -> list[Prediction]:
+        return [Prediction(float(s), h[0], self.threshold, self.pixel_threshold) for s, h in zip(scores, heatmaps, strict=True)]
 
-    def predict(self, images) -> list[dict]:
-        """Per image: score, heatmap (H, W), verdict ('anomalous' / 'nominal') and the threshold."""
-        scores, heatmaps = self._infer(images)
-        threshold = self.image_threshold
-        return [
-            {
-                "score": float(s),
-                "heatmap": h[0],
-                "anomalous": None if threshold is None else bool(s >= threshold),
-                "threshold": threshold,
-            }
-            for s, h in zip(scores, heatmaps, strict=True)
-        ]
+    def predict(self, images) -> list[Prediction]:
+        """Per image: score, heatmap (S, S), verdict and mask from the (calibrated) thresholds."""
+        return self.predictions(*self._infer(images))
+
+    def describe(self) -> dict:
+        """What the model is and expects, for logs, ``/health`` and export metadata."""
+        return {
+            "objective": self.config.objective, "net": self.config.net, "image_size": self.image_size,
+            "channels": self.in_channels, "input": "float [0, 1], N x C x S x S (the net normalises inside)",
+            "threshold": self.threshold, "pixel_threshold": self.pixel_threshold,
+            "calibration": {k: v for k, v in self.calibration.items() if k in ("image", "pixel", "source", "test")},
+            "snapshot": self.snapshot.get("path"), "device": str(self.device),
+        }
+
+
+def load(run_or_snapshot: str | Path, device: str | torch.device = "auto", **options) -> Detector:
+    return Detector.load(run_or_snapshot, device, **options)
 
 
 Model = Detector
+
+__all__ = ["Detector", "Prediction", "load", "read_snapshot", "method_from_snapshot"]

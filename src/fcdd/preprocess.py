@@ -1,52 +1,227 @@
-"""Inputs of every kind to the training-time preprocessing (resize, [0, 1], channels)."""
+"""Every kind of input to exactly the training-time preprocessing, and a parallel loader.
+
+Training decodes each file once with PIL, converts it to grey or RGB, resizes it (bilinear) to
+``image_size`` and scales it to [0, 1] (``fcdd.data.base.to_array``). The same function runs
+here, so a file scored by a ``Detector`` gets the score the run's evaluation gave it. Arrays and
+tensors of another size or channel count take the same PIL path (after rounding to uint8);
+float tensors already at the training size and channel count are used as they are.
+
+``iter_batches`` decodes in a thread pool and keeps the next batches decoding while the model
+runs on the current one: PIL releases the GIL while it decodes and resizes.
+"""
 
 from __future__ import annotations
 
+import io
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from fcdd.data.base import open_image, to_array
+from fcdd.data.base import IMAGE_SUFFIXES, DataError, open_image, to_array
+
+#: longest side of the copy kept for overlays (the heatmap is upsampled to it)
+DISPLAY_SIDE = 512
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    """(H, W), (H, W, C) or (C, H, W) arrays; float in [0, 1], uint8, or wider integers."""
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise DataError(f"cannot use an array of shape {tuple(arr.shape)} as an image (expected H x W, H x W x C or C x H x W)")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.ndim == 2 and (arr.min() < 0 or arr.max() > 255):
+            # wide grey values (16-bit sensors): the same min-max scaling as 16-bit files get
+            return Image.fromarray(arr.astype(np.int32), mode="I")
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def to_pil(item) -> Image.Image:
+    """A path, PIL image, array or tensor as a PIL image (decoded, not yet resized)."""
+    if isinstance(item, (str, Path)):
+        return open_image(Path(item))
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, np.ndarray):
+        return _array_to_pil(item)
+    if isinstance(item, torch.Tensor):
+        return _array_to_pil(item.detach().cpu().numpy())
+    raise TypeError(f"cannot use {type(item).__name__} as an image (give a path, PIL image, numpy array or tensor)")
 
 
 def prepare_one(item, channels: int, size: int) -> torch.Tensor:
     """(C, size, size) float in [0, 1] from a path, PIL image, array (H, W[, C]) or tensor (C, H, W)."""
-    if isinstance(item, (str, Path)):
-        item = open_image(Path(item))
-    if isinstance(item, Image.Image):
-        return torch.from_numpy(to_array(item, channels, size)).float() / 255
-    if isinstance(item, np.ndarray):
-        arr = item
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
-            arr = arr.transpose(1, 2, 0)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[..., 0]
-        return prepare_one(Image.fromarray(arr), channels, size)
-    if isinstance(item, torch.Tensor):
-        tensor = item.detach().cpu()
-        if tensor.dtype == torch.uint8:
-            tensor = tensor.float() / 255
-        if tensor.ndim == 2:
-            tensor = tensor[None]
-        if tensor.shape[0] != channels:
-            tensor = tensor.mean(0, keepdim=True) if channels == 1 else tensor.expand(3, -1, -1)
-        if tensor.shape[-2:] != (size, size):
-            # the same PIL resize as training, so results match the evaluation exactly
-            arr = (tensor.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-            return prepare_one(arr, channels, size)
-        return tensor.float()
-    raise TypeError(f"cannot use {type(item).__name__} as an image")
+    if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
+        return item.detach().float().cpu()
+    return _to_tensor(to_array(to_pil(item), channels, size))
+
+
+def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (C, H, W) -> float in [0, 1], the same conversion as training (``to_float``)."""
+    return torch.from_numpy(np.require(arr, requirements="W")).float().div_(255.0)
 
 
 def prepare_batch(images, channels: int, size: int) -> torch.Tensor:
+    """A float batch (N, C, size, size) from one image or a sequence / batch of them."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
+        if images.is_floating_point() and tuple(images.shape[1:]) == (channels, size, size):
+            return images.detach().float().cpu()
         return torch.stack([prepare_one(x, channels, size) for x in images])
-    if isinstance(images, (str, Path, Image.Image, np.ndarray)) or (isinstance(images, torch.Tensor) and images.ndim < 4):
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            return torch.stack([prepare_one(x, channels, size) for x in images])
-        images = [images]
-    return torch.stack([prepare_one(x, channels, size) for x in images])
+    return torch.stack([prepare_one(x, channels, size) for x in as_items(images)])
+
+
+def as_items(images) -> list:
+    """One image or many as a list of single images (a 4-D array or tensor is a batch)."""
+    if isinstance(images, (str, Path, Image.Image)):
+        return [images]
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, Iterable):
+        return list(images)
+    raise TypeError(f"cannot use {type(images).__name__} as images")
+
+
+# --- decoding uploads ------------------------------------------------------------------------------
+
+
+class ImageRejected(ValueError):
+    """An upload that is not an acceptable image; ``status`` is the HTTP code that says why."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_bytes(data: bytes, max_pixels: int = 40_000_000, max_side: int = 16384) -> Image.Image:
+    """Decode an uploaded file fully; 415 when no image format is recognised, 413 when too large,
+    422 when the format is known but the data are truncated or corrupt."""
+    if not data:
+        raise ImageRejected("empty upload", 422)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRejected("not a supported image format (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM)", 415) from None
+    except Image.DecompressionBombError as err:
+        raise ImageRejected(f"image too large: {err}", 413) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageRejected(f"cannot decode the image ({err})", 422) from None
+    width, height = image.size
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise ImageRejected(f"image is {width}x{height}; the limit is {max_side} px a side and {max_pixels} pixels", 413)
+    try:
+        image.load()
+    except Image.DecompressionBombError as err:
+        raise ImageRejected(f"image too large: {err}", 413) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageRejected(f"cannot decode the image: truncated or corrupt {image.format} data ({err})", 422) from None
+    return image
+
+
+# --- files and the parallel loader ---------------------------------------------------------------
+
+
+def find_images(items: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files as given and image files inside folders (recursively, sorted); missing paths are errors."""
+    files: list[Path] = []
+    errors: list[tuple[str, str]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                errors.append((str(path), "folder holds no image files"))
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append((str(path), "file not found"))
+    return files, errors
+
+
+def display_copy(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """An RGB copy at most ``side`` pixels a side, for overlays."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        span = arr.max() - arr.min()
+        image = Image.fromarray(((arr - arr.min()) / (span or 1) * 255).astype(np.uint8))
+    copy = image.convert("RGB")
+    if max(copy.size) > side:
+        copy.thumbnail((side, side), Image.BILINEAR)
+    return copy
+
+
+@dataclass
+class Loaded:
+    """One batch: which inputs it holds, the float images, display copies and the failures."""
+
+    indices: list[int]
+    images: torch.Tensor
+    displays: list[Image.Image | None] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _load(item, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
+    if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
+        return item.detach().float().cpu(), None
+    image = to_pil(item)
+    return _to_tensor(to_array(image, channels, size)), display_copy(image) if keep_display else None
+
+
+def iter_batches(
+    items: Sequence, channels: int, size: int, batch_size: int, workers: int = 2, prefetch: int = 2,
+    keep_display: bool = False, skip_errors: bool = False,
+) -> Iterator[Loaded]:
+    """Batches of prepared images in input order, decoded ``prefetch`` batches ahead in threads.
+
+    With ``skip_errors`` unreadable inputs are reported in ``Loaded.errors`` and left out;
+    otherwise the first one raises (``DataError`` naming the file).
+    """
+    n = len(items)
+    if n == 0:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fcdd-decode") as pool:
+        pending: deque[tuple[int, Future]] = deque()
+        submitted = 0
+
+        def fill() -> None:
+            nonlocal submitted
+            while submitted < n and len(pending) < batch_size * (prefetch + 1):
+                pending.append((submitted, pool.submit(_load, items[submitted], channels, size, keep_display)))
+                submitted += 1
+
+        fill()
+        try:
+            while pending:
+                batch = Loaded([], torch.zeros(0))
+                arrays = []
+                while pending and len(batch.indices) + len(batch.errors) < batch_size:
+                    index, future = pending.popleft()
+                    try:
+                        array, display = future.result()
+                    except (DataError, TypeError, OSError, ValueError) as err:
+                        if not skip_errors:
+                            raise
+                        batch.errors.append((index, str(err)))
+                        continue
+                    batch.indices.append(index)
+                    arrays.append(array)
+                    batch.displays.append(display)
+                fill()
+                batch.images = torch.stack(arrays) if arrays else torch.zeros(0, channels, size, size)
+                yield batch
+        finally:
+            for _, future in pending:
+                future.cancel()

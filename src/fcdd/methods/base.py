@@ -36,6 +36,13 @@ class Method(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def after_training(self, train_images: torch.Tensor, batch_size: int, device: torch.device | str) -> None:
+        """Called once after training, before evaluation, with the nominal training images (uint8).
+
+        For statistics a method keeps about nominal data (e.g. the mean attention map); store them
+        in buffers so that they are part of the snapshot.
+        """
+
     def set_input_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Hand the training set's channel statistics to every sub-network that normalises."""
         for module in self.modules():
