@@ -108,6 +108,12 @@ def _stain(image, draw, mask, rng):
     mask.ellipse(box, fill=255)
 
 
+def _camera(image: Image.Image) -> Image.Image:
+    """The same slight softening for every image, nominal or not (so blur alone tells nothing);
+    it rounds drawn defect edges as a lens would, while masks keep the drawn pixels."""
+    return image.filter(ImageFilter.GaussianBlur(0.6))
+
+
 def _crop(source: np.ndarray, rng: np.random.Generator, size: int, tint: np.ndarray) -> Image.Image:
     h, w = source.shape
     crop_side = int(min(h, w) * 0.5)
@@ -131,7 +137,7 @@ def generate(
     """Write ``out/<category>`` in MVTec layout; returns the category folder. Idempotent per seed."""
     root = Path(out) / category
     marker = root / ".complete"
-    signature = f"{category} {size} {n_train} {n_test_good} {n_test_per_defect} {seed}"
+    signature = f"v2 {category} {size} {n_train} {n_test_good} {n_test_per_defect} {seed}"
     if marker.is_file() and marker.read_text() == signature:
         return root
     rng = np.random.default_rng(seed)
@@ -139,10 +145,10 @@ def generate(
     tint = np.array([1.0, 0.85, 0.7], np.float32)  # a warm colour so colour stains matter
     (root / "train" / "good").mkdir(parents=True, exist_ok=True)
     for i in range(n_train):
-        _crop(source, rng, size, tint).save(root / "train" / "good" / f"{i:03d}.png")
+        _camera(_crop(source, rng, size, tint)).save(root / "train" / "good" / f"{i:03d}.png")
     (root / "test" / "good").mkdir(parents=True, exist_ok=True)
     for i in range(n_test_good):
-        _crop(source, rng, size, tint).save(root / "test" / "good" / f"{i:03d}.png")
+        _camera(_crop(source, rng, size, tint)).save(root / "test" / "good" / f"{i:03d}.png")
     for name, draw_fn in DEFECTS.items():
         (root / "test" / name).mkdir(parents=True, exist_ok=True)
         (root / "ground_truth" / name).mkdir(parents=True, exist_ok=True)
@@ -150,8 +156,7 @@ def generate(
             image = _crop(source, rng, size, tint)
             mask = Image.new("L", image.size, 0)
             draw_fn(image, ImageDraw.Draw(image), ImageDraw.Draw(mask), rng)
-            # soften drawn edges a little, as a camera would; the mask keeps the drawn pixels
-            image = image.filter(ImageFilter.GaussianBlur(0.6))
+            image = _camera(image)
             image.save(root / "test" / name / f"{i:03d}.png")
             mask.save(root / "ground_truth" / name / f"{i:03d}_mask.png")
     marker.write_text(signature)
