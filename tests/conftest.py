@@ -37,3 +37,16 @@ def shared_data():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_root, tmp_path_factory):
+    """One trained 2-epoch cnn32 run at 32 px without report, shared by the use-a-model tests; read only."""
+    import fcdd
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    config = Config(
+        dataset="mvtec", data=str(synthetic_root), image_size=32, net="cnn32", width=0.25, pretrained="none",
+        epochs=2, batch_size=8, eval_batch_size=16, out=str(out), report=False, holdout=0.2, device="cpu",
+    )
+    return fcdd.train(config)

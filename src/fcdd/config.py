@@ -58,7 +58,7 @@ class Config:
     loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
     ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
     layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage")
-    attention_activation: str = option("relu", "attention-ae: keep positive evidence (relu) or evidence either way (abs)", ("relu", "abs"))
+    attention_activation: str = option("abs", "attention-ae: keep positive evidence (relu, as Grad-CAM) or evidence either way (abs; measured better on the synthetic set)", ("relu", "abs"))
     attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map")
     # training
     epochs: int = option(200, "training epochs")

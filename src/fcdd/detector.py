@@ -13,9 +13,10 @@ weights (including the input normalisation), and the thresholds calibrated after
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ import torch
 from fcdd.config import Config
 from fcdd.methods import Method, build_method
 from fcdd.train import SNAPSHOT, pick_device
+
+log = logging.getLogger("fcdd")
 
 
 def read_snapshot(path: str | Path) -> dict:
@@ -44,7 +47,12 @@ def read_snapshot(path: str | Path) -> dict:
 
 def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
     """Rebuild the trained method; weights come from the snapshot, never from the network."""
-    config = Config.from_dict(snapshot["config"])
+    known = {f.name for f in fields(Config)}
+    dropped = sorted(set(snapshot["config"]) - known)
+    if dropped:
+        # options of another fcdd version that this one does not know; weights decide what the model is
+        log.warning("%s: ignoring option(s) this fcdd version does not know: %s", snapshot.get("path", "snapshot"), ", ".join(dropped))
+    config = Config.from_dict({k: v for k, v in snapshot["config"].items() if k in known})
     method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
     method.load_state_dict(snapshot["state_dict"])
     return config, method.eval()
@@ -165,7 +173,8 @@ class Detector:
             scores, heatmaps = infer(self.method, batch.to(self.device, non_blocking=True))
             return scores.float().cpu(), heatmaps.float().cpu()
 
-    def _infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (N,) and heatmaps (N, 1, S, S) in one pass; files are decoded in threads, batches ahead."""
         from fcdd.preprocess import as_items, iter_batches
 
         if isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point() \
@@ -185,18 +194,18 @@ class Detector:
 
     def score(self, images) -> torch.Tensor:
         """Anomaly scores (N,); higher is more anomalous."""
-        return self._infer(images)[0]
+        return self.infer(images)[0]
 
     def heatmap(self, images) -> torch.Tensor:
         """Heatmaps (N, 1, S, S) at the training size ``S``."""
-        return self._infer(images)[1]
+        return self.infer(images)[1]
 
     def predictions(self, scores: torch.Tensor, heatmaps: torch.Tensor) -> list[Prediction]:
         return [Prediction(float(s), h[0], self.threshold, self.pixel_threshold) for s, h in zip(scores, heatmaps, strict=True)]
 
     def predict(self, images) -> list[Prediction]:
         """Per image: score, heatmap (S, S), verdict and mask from the (calibrated) thresholds."""
-        return self.predictions(*self._infer(images))
+        return self.predictions(*self.infer(images))
 
     def describe(self) -> dict:
         """What the model is and expects, for logs, ``/health`` and export metadata."""

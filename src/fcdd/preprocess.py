@@ -44,7 +44,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     elif arr.dtype != np.uint8:
         if arr.ndim == 2 and (arr.min() < 0 or arr.max() > 255):
             # wide grey values (16-bit sensors): the same min-max scaling as 16-bit files get
-            return Image.fromarray(arr.astype(np.int32), mode="I")
+            return Image.fromarray(arr.astype(np.int32))  # mode "I"
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(arr))
 
@@ -211,10 +211,10 @@ def iter_batches(
                     index, future = pending.popleft()
                     try:
                         array, display = future.result()
-                    except (DataError, TypeError, OSError, ValueError) as err:
+                    except Exception as err:  # noqa: BLE001 - with skip_errors no single file may stop the batch
                         if not skip_errors:
                             raise
-                        batch.errors.append((index, str(err)))
+                        batch.errors.append((index, str(err) or type(err).__name__))
                         continue
                     batch.indices.append(index)
                     arrays.append(array)
