@@ -1,0 +1,197 @@
+"""Re-run a finished run's configuration with other objectives and compare them side by side.
+
+``compare_run(RUN_DIR, ["hsc", "ae", "attention-ae"])`` reads ``RUN_DIR/config.yaml`` and trains
+each objective with the same data, seed, preprocessing and budget (nominal-only objectives get
+``supervise_mode: unsupervised``) into ``RUN_DIR/compare/<name>/``; finished runs are reused,
+interrupted ones resumed. It then writes ``compare/metrics.csv`` / ``metrics.md`` (image and
+pixel AUROC per method) and ``compare/comparison.png``: the same test images in every row (the
+highest-scored anomaly of each defect type by the original run, plus a typical nominal image),
+an input row, a ground-truth row and one heatmap row per method.
+
+A spec ``objective:arch`` (e.g. ``attention-ae:unet``) also sets ``--arch``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fcdd.config import Config
+from fcdd.io import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("fcdd")
+
+DEFAULT_METHODS = ("hsc", "ae", "attention-ae")
+
+
+@dataclass
+class MethodRun:
+    name: str
+    run_dir: Path
+    metrics: dict
+    heatmaps: torch.Tensor
+    scores: np.ndarray
+    paths: list[str]
+
+
+def parse_specs(text: str | list[str]) -> list[tuple[str, str, str | None]]:
+    """'hsc,attention-ae:unet' -> [(name, objective, arch)], checked against the registry."""
+    from fcdd.methods import METHODS
+
+    items = text.split(",") if isinstance(text, str) else list(text)
+    specs = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        objective, _, arch = item.partition(":")
+        METHODS.get(objective)  # unknown objective: KeyError listing the valid ones
+        specs.append((f"{objective}-{arch}" if arch else objective, objective, arch or None))
+    if not specs:
+        raise ValueError("no methods to compare; pass e.g. --with hsc,ae,attention-ae")
+    return specs
+
+
+def compare_config(base: Config, objective: str, arch: str | None, out: Path, **overrides) -> Config:
+    """The base run's configuration with another objective (nominal-only ones unsupervised)."""
+    from fcdd.methods import METHODS
+
+    changes: dict = dict(objective=objective, out=str(out), resume=False, **overrides)
+    if not getattr(METHODS.get(objective), "uses_anomalies", True):
+        changes["supervise_mode"] = "unsupervised"
+    if arch:
+        changes["arch"] = arch
+    return base.replace(**changes)
+
+
+def _load_run(name: str, run_dir: Path) -> MethodRun:
+    import json
+
+    metrics_path, heatmaps_path = run_dir / "metrics.json", run_dir / "heatmaps.pt"
+    for path in (metrics_path, heatmaps_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: {run_dir} is not a finished run")
+    stored = torch.load(heatmaps_path, map_location="cpu", weights_only=False)
+    return MethodRun(name, run_dir, json.loads(metrics_path.read_text()), stored["heatmaps"], stored["scores"].double().numpy(), list(stored["paths"]))
+
+
+def run_method(base: Config, name: str, objective: str, arch: str | None, out: Path, **overrides) -> MethodRun:
+    """Train one compared method unless its run folder is already finished; resume a partial one."""
+    from fcdd.run import execute
+
+    if (out / "metrics.json").is_file() and (out / "heatmaps.pt").is_file():
+        log.info("compare: %s already finished in %s", name, out)
+        return _load_run(name, out)
+    config = compare_config(base, objective, arch, out, **overrides)
+    if (out / "checkpoint.pt").is_file():
+        config = config.replace(resume=True)
+    log.info("compare: training %s into %s", name, out)
+    execute(config)
+    return _load_run(name, out)
+
+
+def pick_images(kinds: list[str], labels: np.ndarray, scores: np.ndarray, max_columns: int = 8) -> list[int]:
+    """Per defect type the anomaly scored highest by the reference run, then the median nominal."""
+    picks: list[int] = []
+    for kind in sorted({k for k, y in zip(kinds, labels, strict=True) if y == 1}):
+        members = [i for i, (k, y) in enumerate(zip(kinds, labels, strict=True)) if k == kind and y == 1]
+        picks.append(max(members, key=lambda i: scores[i]))
+    if not picks:  # no anomalies in the test set
+        picks = [int(i) for i in np.argsort(-scores)[: max_columns - 1]]
+    picks = picks[: max_columns - 1]
+    nominal = [i for i in np.argsort(scores, kind="stable") if labels[i] == 0]
+    if nominal:
+        picks.append(int(nominal[len(nominal) // 2]))
+    return picks
+
+
+def comparison_figure(images: torch.Tensor, maps: torch.Tensor | None, titles: list[str], runs: list[MethodRun], picks: list[int], path: Path) -> Path:
+    """Rows: input, ground truth, one heatmap row per method (colours scaled per row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fcdd.report.gallery import colourise, image_rgb, overlay
+
+    rows = 1 + (maps is not None) + len(runs)
+    cols = len(picks)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols + 1.6, 1.55 * rows + 0.3), squeeze=False)
+    rgb = [image_rgb(images[i]) for i in picks]
+    row = 0
+    for j, tile in enumerate(rgb):
+        axes[row, j].imshow(tile)
+        axes[row, j].set_title(titles[j], fontsize=8)
+    axes[row, 0].set_ylabel("input", fontsize=9)
+    row += 1
+    if maps is not None:
+        for j, i in enumerate(picks):
+            axes[row, j].imshow(maps[i, 0].numpy() > 0, cmap="gray", vmin=0, vmax=1)
+        axes[row, 0].set_ylabel("ground truth", fontsize=9)
+        row += 1
+    for run in runs:
+        shown = run.heatmaps[picks].float().squeeze(1).numpy()
+        lo, hi = float(shown.min()), float(shown.max())
+        for j in range(cols):
+            axes[row, j].imshow(overlay(rgb[j], colourise(shown[j], lo, hi), alpha=0.6))
+        pixel = run.metrics.get("pixel_auroc")
+        label = f"{run.name}\nimg {run.metrics['image_auroc']:.2f}" + (f" px {pixel:.2f}" if pixel is not None else "")
+        axes[row, 0].set_ylabel(label, fontsize=8)
+        row += 1
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(pad=0.4)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def metrics_table(runs: list[MethodRun]) -> tuple[str, str]:
+    """(CSV, Markdown) of image / pixel AUROC and training time per method."""
+
+    def fmt(value) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    header = ["method", "objective", "image_auroc", "pixel_auroc", "train_seconds", "run_dir"]
+    lines = [",".join(header)]
+    md = ["| method | image AUROC | pixel AUROC | train s |", "|---|---|---|---|"]
+    for run in runs:
+        m = run.metrics
+        seconds = m.get("train_seconds")
+        lines.append(",".join([run.name, str(m.get("objective", "")), fmt(m.get("image_auroc")), fmt(m.get("pixel_auroc")),
+                               "" if seconds is None else f"{seconds:.1f}", str(run.run_dir)]))
+        md.append(f"| {run.name} | {fmt(m.get('image_auroc'))} | {fmt(m.get('pixel_auroc'))} | {'' if seconds is None else f'{seconds:.0f}'} |")
+    return "\n".join(lines) + "\n", "\n".join(md) + "\n"
+
+
+def compare_run(run_dir: str | Path, methods: str | list[str] = DEFAULT_METHODS, max_columns: int = 8, **overrides) -> list[MethodRun]:
+    """Train the other methods on ``run_dir``'s configuration and write the comparison files.
+
+    ``overrides`` (e.g. ``device``, ``threads``, ``epochs``) change every compared run.
+    """
+    from fcdd.data import load_data
+
+    run_dir = Path(run_dir)
+    base = Config.from_yaml(run_dir / "config.yaml")
+    reference = _load_run(base.objective, run_dir)
+    specs = [s for s in parse_specs(list(methods) if not isinstance(methods, str) else methods) if s[0] != base.objective]
+    out = run_dir / "compare"
+    runs = [reference] + [run_method(base, name, objective, arch, out / name, **overrides) for name, objective, arch in specs]
+    test = load_data(base).test
+    for run in runs:
+        if run.paths != list(test.paths):
+            raise ValueError(f"{run.run_dir}: its test images differ from {run_dir}'s; cannot compare them")
+    labels = test.labels.numpy()
+    picks = pick_images(list(test.kinds), labels, reference.scores, max_columns)
+    titles = [f"{test.kinds[i] or ('anomalous' if labels[i] else 'nominal')}" for i in picks]
+    comparison_figure(test.images, test.maps if test.has_maps else None, titles, runs, picks, out / "comparison.png")
+    csv, md = metrics_table(runs)
+    atomic_write_text(out / "metrics.csv", csv)
+    atomic_write_text(out / "metrics.md", md)
+    return runs

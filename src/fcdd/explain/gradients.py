@@ -1,0 +1,103 @@
+"""Gradient explanations: input-gradient maps (HSC) and Grad-CAM-style attention (UNet / VAE).
+
+Input gradients say how strongly each pixel moves the anomaly score (Simonyan et al., 2014).
+Grad-CAM (Selvaraju et al., 2017) instead weighs the channels of an intermediate layer by their
+spatially averaged gradient and sums the weighted activations: coarser, but far less noisy.
+Liu et al. (2020, "Towards Visually Explaining Variational Autoencoders") use it on a VAE's
+encoder with the latent mean as the explained quantity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcdd.explain.upsample import blur
+
+ACTIVATIONS = ("relu", "abs")
+
+
+def input_gradient_map(score_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, blur_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (B,) and |d score / d input| summed over channels (B, 1, H, W), optionally blurred.
+
+    Samples must not interact (batch norm in eval mode), so the gradient of the summed scores
+    holds each sample's own gradient.
+    """
+    with torch.enable_grad():
+        x = images.detach().requires_grad_(True)
+        scores = score_fn(x)
+        (grad,) = torch.autograd.grad(scores.sum(), x)
+    heatmaps = grad.abs().sum(1, keepdim=True)
+    return scores.detach(), blur(heatmaps, blur_std)
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Names of every sub-module, as ``--layer`` accepts them."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The sub-module called ``name``; an unknown name lists the valid ones."""
+    modules = dict(model.named_modules())
+    if not name or name not in modules:
+        raise ValueError(f"unknown layer {name!r} for {type(model).__name__}; valid layers: {', '.join(layer_names(model))}")
+    return modules[name]
+
+
+@contextlib.contextmanager
+def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Collects ``module``'s forward output under key 'output' while the context is open."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        store["output"] = output[0] if isinstance(output, (tuple, list)) else output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def grad_cam(activations: torch.Tensor, gradients: torch.Tensor, activation: str = "relu", rms_normalise: bool = True, eps: float = 1e-12) -> torch.Tensor:
+    """Attention map (B, 1, h, w) from a layer's activations and the gradients at them.
+
+    Gradients are first divided by their root mean square per sample, so the map's scale comes
+    from the activations and does not depend on the magnitude of the explained scalar. Channel
+    weights are the spatially averaged gradients; the map is the weighted sum of activations,
+    then ReLU (only evidence for the scalar) or absolute value (evidence either way).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"attention activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if rms_normalise:
+        rms = gradients.pow(2).flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
+        gradients = gradients / (rms + eps)
+    weights = gradients.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * activations).sum(1, keepdim=True)
+    return F.relu(cam) if activation == "relu" else cam.abs()
+
+
+def attention_maps(
+    forward_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    layer: nn.Module,
+    images: torch.Tensor,
+    activation: str = "relu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``forward_fn(images) -> (scores (B,), explained (B,))`` and Grad-CAM ``layer`` for ``explained``.
+
+    Returns the scores and the attention maps up-sampled (bilinear) to the input size.
+    """
+    with torch.enable_grad(), capture_output(layer) as store:
+        # the input requires grad so the graph exists even when the weights are frozen
+        x = images.detach().requires_grad_(True)
+        scores, explained = forward_fn(x)
+        if "output" not in store:
+            raise RuntimeError("the attention layer was not used in the forward pass")
+        acts = store["output"]
+        (grads,) = torch.autograd.grad(explained.sum(), acts)
+    cam = grad_cam(acts.detach(), grads, activation)
+    return scores.detach(), F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
