@@ -39,3 +39,16 @@ def test_pixel_loss_matches_image_loss_for_nominal_and_weights_defect_pixels():
     gt[..., :2, 2:] = 1  # the top-right output pixel is the defect
     expected = (0.5 * 3 - math.log(1 - math.exp(-2.0))) / 4
     assert fcdd_pixel_loss(a, gt).item() == pytest.approx(expected)
+
+
+def test_image_score_reductions():
+    from fcdd.methods.fcdd import reduce_score
+
+    a = torch.zeros(2, 1, 4, 4)
+    a[0, 0, 0, 0] = 8.0
+    heat = torch.zeros(2, 1, 20, 20)
+    heat[0, 0, :2, :2] = 5.0  # 4 of 400 pixels: exactly the top 1 %
+    heat[1] = 1.0
+    assert reduce_score(a, heat, "mean").tolist() == [0.5, 0.0]
+    assert reduce_score(a, heat, "max").tolist() == [5.0, 1.0]
+    assert reduce_score(a, heat, "top1").tolist() == [5.0, 1.0]

@@ -49,6 +49,7 @@ class FCDD(Method):
         super().__init__(config, in_channels)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std)
+        self.image_score = config.image_score
 
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
         return pseudo_huber(self.net(images))
@@ -62,4 +63,18 @@ class FCDD(Method):
 
     def forward(self, images):
         a = self.anomaly_map(images)
-        return a.flatten(1).mean(1), self.upsampler(a, images.shape[-2:])
+        heatmaps = self.upsampler(a, images.shape[-2:])
+        return reduce_score(a, heatmaps, self.image_score), heatmaps
+
+
+def reduce_score(anomaly_map: torch.Tensor, heatmaps: torch.Tensor, how: str) -> torch.Tensor:
+    """The image score: the paper's mean of A, or, for small defects on large images, the
+    heatmap's maximum or the mean of its top 1 % (a defect covering little of the image barely
+    moves the mean)."""
+    if how == "mean":
+        return anomaly_map.flatten(1).mean(1)
+    flat = heatmaps.flatten(1)
+    if how == "max":
+        return flat.amax(1)
+    k = max(1, flat.shape[1] // 100)
+    return flat.topk(k, dim=1).values.mean(1)
