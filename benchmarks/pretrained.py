@@ -56,7 +56,7 @@ def run_one(base: Config, changes: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/shared/data/magnetic_tile")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "magnetic_tile"))
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu-fast.yaml"))
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma separated subset of {', '.join(RUNS)}")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs (smoke tests)")
