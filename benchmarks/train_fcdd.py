@@ -32,9 +32,16 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def raw_throughput(config: Config, channels: int, seconds: float = 20.0) -> float:
-    """Images/s of forward + backward + Adam step on a fixed in-memory batch."""
-    method = build_method(config.replace(pretrained="none"), channels)
+    """Images/s of forward + backward + Adam step on a fixed in-memory batch.
+
+    The network is built as training builds it (same weights source, same frozen stages), so
+    the two figures differ only by what the input pipeline and the trainer add.
+    """
+    method = build_method(config, channels)
     method.train()
+    for module in method.frozen_modules():
+        module.requires_grad_(False)
+        module.eval()
     params = method.trainable_parameters()
     optimizer = torch.optim.Adam(params, lr=config.lr)
     x = torch.rand(config.batch_size, channels, config.image_size, config.image_size)

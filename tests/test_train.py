@@ -76,3 +76,17 @@ def test_semi_supervised_run_says_which_defects_it_trained_on(tiny_config):
     assert any("moved from test to training" in note for note in run.metrics["notes"])
     assert "moved from test to training" in (run.out / "log.txt").read_text()
     assert run.history.anomalous[-1] < run.history.anomalous[0]
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    import sys
+
+    prefetch = sys.modules["fcdd.train"].prefetch
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise RuntimeError("bad batch")
+
+    with pytest.raises(RuntimeError, match="bad batch"):
+        list(prefetch(broken()))

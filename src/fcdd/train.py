@@ -178,7 +178,13 @@ class Trainer:
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         if len(batches) > 1 and len(batches[-1]) < 2:
             batches.pop()  # a batch of one breaks batch norm
-        bar = tqdm(prefetch(self._make_batches(train, batches)), total=len(batches),
+        source = self._make_batches(train, batches)
+        if self.device.type != "cpu":
+            # on an accelerator the CPU is free to prepare the next batch meanwhile; on the CPU
+            # the preparing thread would compete with the network's own threads (measured
+            # slower on 2 cores), so batches are made in line there
+            source = prefetch(source)
+        bar = tqdm(source, total=len(batches),
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for batch in bar:
             losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps)
