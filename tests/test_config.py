@@ -36,3 +36,15 @@ def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     config = config_from_args(args)
     assert (config.epochs, config.lr, config.net, config.milestones, config.report) == (7, 0.5, "cnn28", [3, 4], False)
     assert config.batch_size == Config().batch_size
+
+
+def test_every_command_prints_its_help(capsys):
+    """Help texts go through argparse's %-formatting: a stray % in an option's help breaks --help."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert "usage: fcdd " + name in capsys.readouterr().out
+    assert "top 1 %" in commands["train"].format_help()

@@ -32,7 +32,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         kind, _ = base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default_factory is dataclasses_missing() else f.default_factory()
-        help_text = f"{f.metadata['help']} (default: {default})"
+        # argparse expands %-formats in help texts: a literal % (as in "top 1 %") must be doubled
+        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
