@@ -38,6 +38,7 @@ class Config:
     augment_flip: str = option("h", "random flips during training: none, h, v or hv", ("none", "h", "v", "hv"))
     augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side")
     augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)")
+    standardise_images: bool = option(False, "FCDD / HSC nets: standardise every image to a fixed mean and spread before the net (removes exposure differences between photos)")
     augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training")
     ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders")
     preset: str | None = option(None, "apply a data-set preset's settings before the other options")

@@ -47,7 +47,8 @@ def fcdd_pixel_loss(anomaly_map: torch.Tensor, maps: torch.Tensor) -> torch.Tens
 class FCDD(Method):
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
-        self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
+        self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
+                             standardise=config.standardise_images)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std)
         self.image_score = config.image_score
 

@@ -83,6 +83,8 @@ class FCDDNet(nn.Module):
     normalisation: str = "dataset"
     #: whether the net ends in a spatial map (FCDD) or in a global vector (HSC)
     spatial: bool = True
+    #: standardise every image on its own before the channel normalisation (see ``normalise``)
+    standardise_inputs: bool = False
 
     def __init__(self, in_channels: int, input_size: int) -> None:
         super().__init__()
@@ -99,11 +101,23 @@ class FCDDNet(nn.Module):
         It lives inside the net so that prediction, export and serving see [0, 1] images and
         normalise exactly as training did.
         """
+        if self.standardise_inputs:  # standardised images have these statistics whatever the data set
+            mean, std = torch.full_like(self.input_mean, 0.5), torch.full_like(self.input_std, 0.25)
         self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3).view(1, -1, 1, 1))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images to the net's input space; grey images are repeated for RGB backbones."""
+        """[0, 1] images to the net's input space; grey images are repeated for RGB backbones.
+
+        With ``standardise_inputs`` each image is first shifted and scaled to mean 0.5 and
+        standard deviation 0.25 over all its pixels and channels (colour balance is kept): photos
+        of the same part taken at different exposures then look alike to the net, as the FCDD
+        paper's per-image contrast normalisation intends.
+        """
+        if self.standardise_inputs:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+            x = (x - mean) / std * 0.25 + 0.5
         if x.shape[1] == 1 and self.input_mean.shape[1] == 3:
             x = x.expand(-1, 3, -1, -1)
         return (x - self.input_mean) / self.input_std

@@ -10,5 +10,8 @@ from fcdd.registry import Registry
 NETS: Registry[Callable[..., FCDDNet]] = Registry("network")
 
 
-def build_net(name: str, in_channels: int, input_size: int, **options) -> FCDDNet:
-    return NETS.get(name)(in_channels=in_channels, input_size=input_size, **options)
+def build_net(name: str, in_channels: int, input_size: int, standardise: bool = False, **options) -> FCDDNet:
+    """Make a registered net; ``standardise`` switches on per-image standardisation of its inputs."""
+    net = NETS.get(name)(in_channels=in_channels, input_size=input_size, **options)
+    net.standardise_inputs = standardise
+    return net
