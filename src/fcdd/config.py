@@ -52,6 +52,7 @@ class Config:
     objective: str = option("fcdd", "training objective (see `fcdd objectives`)")
     supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd noise`)")
     noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd noise`)")
+    noise_mix: list[str] = option(["confetti", "cutpaste_scar"], "noise modes that --noise-mode mix draws from, one per anomalous image (comma separated)")
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
     oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)")
@@ -89,8 +90,10 @@ class Config:
     report: bool = option(True, "write plots, galleries and report.html after evaluation")
 
     def __post_init__(self) -> None:
-        if isinstance(self.milestones, str):
-            self.milestones = [int(m) for m in self.milestones.split(",") if m.strip()]
+        hints = field_types()
+        for f in fields(self):  # lists given as comma-separated text (Python API)
+            if base_type(hints[f.name])[0] is list and isinstance(getattr(self, f.name), str):
+                setattr(self, f.name, coerce(hints[f.name], getattr(self, f.name), f.name))
         for f in fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -177,9 +180,10 @@ def coerce(annotation: Any, value: Any, where: str) -> Any:
         raise ValueError(f"{where}: a value is required")
     try:
         if kind is list:
+            (item,) = typing.get_args(annotation) or (str,)
             if isinstance(value, str):
-                return [int(v) for v in value.split(",") if v.strip()]
-            return [int(v) for v in value]
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return [item(v) for v in value]
         if kind is bool:
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):

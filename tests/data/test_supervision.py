@@ -129,4 +129,4 @@ def test_other_mode_uses_real_training_anomalies(tmp_path):
 
 
 def test_every_registered_noise_mode_is_tested():
-    assert set(NOISE.names()) <= {"confetti", "gaussian", "uniform", "emnist", "cifar100", "folder", "imagenet22k", "imagenet", "mvtec_gt", "cutpaste", "cutpaste_scar"}
+    assert set(NOISE.names()) <= {"confetti", "gaussian", "uniform", "emnist", "cifar100", "folder", "imagenet22k", "imagenet", "mvtec_gt", "cutpaste", "cutpaste_scar", "mix"}
