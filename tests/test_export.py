@@ -82,3 +82,28 @@ def test_gradient_heatmaps_and_failed_parity_are_errors(tiny_run, synthetic_root
     assert main(["export", str(tiny_run.out), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--tolerance", "-1"]) == 2
     assert "differs from PyTorch" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--format", "onnx"]) == 2
+
+
+def test_per_image_standardisation_survives_onnx_export():
+    """The standardisation lives in the net's forward, so an exported model must repeat it."""
+    import onnxruntime as ort
+
+    from fcdd.export import ExportModel, _onnx
+    from fcdd.methods import build_method
+
+    config = Config(net="cnn32", width=0.25, image_size=32, pretrained="none", standardise_images=True)
+    method = build_method(config, 3).eval()
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    example = torch.rand(2, 3, 32, 32)
+    meta = {"threshold": 0.5}
+    # a wrapper left in training mode must neither export nor update training-mode batch norm
+    session = ort.InferenceSession(_onnx(ExportModel(method), example, meta), providers=["CPUExecutionProvider"])
+    assert all(torch.equal(v, before[k]) for k, v in method.state_dict().items())
+    images = torch.rand(3, 3, 32, 32) * 0.5 + 0.2
+    with torch.no_grad():
+        scores, maps = method(images)
+    got_scores, got_maps = session.run(["scores", "heatmaps"], {"images": images.numpy()})
+    np.testing.assert_allclose(got_maps, maps.numpy(), atol=1e-5, rtol=0)
+    # and the exported model ignores exposure as the PyTorch one does
+    darker, _ = session.run(["scores", "heatmaps"], {"images": (images * 0.5 + 0.1).numpy()})
+    np.testing.assert_allclose(darker, got_scores, atol=1e-5, rtol=0)

@@ -84,7 +84,7 @@ def _torchscript(model: nn.Module, example: torch.Tensor, meta: dict) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
         # tracer notes about Python ints from shapes (sizes are fixed here) and TorchScript's deprecation notice
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example, check_trace=False)
+        traced = torch.jit.trace(model.eval(), example, check_trace=False)  # eval: see _onnx
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer, _extra_files={"fcdd.json": json.dumps(meta)})
     return buffer.getvalue()
@@ -94,6 +94,9 @@ def _onnx(model: nn.Module, example: torch.Tensor, meta: dict) -> bytes:
     import onnx
 
     buffer = io.BytesIO()
+    # exporting a module left in training mode runs batch norm in training mode, which both
+    # exports the wrong statistics path and updates the running statistics of the live model
+    model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
