@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fcdd.config import Config
-from fcdd.data.noise.cutpaste import cutpaste, cutpaste_scar, rotated_rectangles, shifted_copy
+from fcdd.data.noise.cutpaste import cutpaste, cutpaste_scar, shifted_copy
+from fcdd.data.noise.shapes import rotated_rectangles
 from fcdd.data.supervision import build_supervision
 
 

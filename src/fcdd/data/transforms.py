@@ -77,10 +77,21 @@ class Augment:
         c = images.shape[1]
         images, maps = both[:, :c], both[:, c:]
         if self.jitter > 0:
-            brightness = (rand(n, 1, 1, 1) * 2 - 1) * self.jitter
-            contrast = 1 + (rand(n, 1, 1, 1) * 2 - 1) * self.jitter
-            mean = images.mean(dim=(1, 2, 3), keepdim=True)
-            images = (images - mean) * contrast + mean + brightness
+            images = brightness_contrast(images, self.jitter, generator, clamp=False)
         if self.noise > 0:
             images = images + torch.randn(images.shape, generator=generator).to(dev) * self.noise
         return images.clamp(0, 1), maps
+
+
+def brightness_contrast(images: torch.Tensor, strength: float, generator: torch.Generator, clamp: bool = True) -> torch.Tensor:
+    """A random brightness shift and contrast factor per image, both within +-``strength``.
+
+    Contrast scales around each image's own mean, so a darker or flatter photo of the same
+    scene comes out; ``clamp`` keeps the result in [0, 1].
+    """
+    n = len(images)
+    brightness = ((torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength).to(images.device)
+    contrast = (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength).to(images.device)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = (images - mean) * contrast + mean + brightness
+    return images.clamp(0, 1) if clamp else images

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcdd.models.base import FCDDNet, ReceptiveField
-from fcdd.models.pretrained import package_file, resolve_weights
+from fcdd.models.base import ReceptiveField
+from fcdd.models.pretrained import BackboneFCDD, package_file, resolve_weights
 from fcdd.models.registry import NETS
 
 #: (repeats, kernel, first stride, expansion, output channels) per stage of EfficientNet-Lite0
@@ -131,51 +131,34 @@ def imagenet_state_dict(pretrained: str | None = "auto") -> dict[str, torch.Tens
 
 #: blocks kept fixed when pretrained: the stem and the stride-2 and stride-4 stages (blocks 0-2)
 FROZEN_BLOCKS = 3
-#: where the output map is taken: (blocks kept, channels there)
-CUTS = {8: (5, 40), 16: (11, 112)}
+#: checkpoint prefixes -> their place in ``features`` (stem convolution and norm, blocks)
+RENAMED = {"_conv_stem.": "0.0.", "_bn0.": "0.1.", "_blocks.": "1."}
 
 
-class EfficientNetLite0FCDD(FCDDNet):
+class EfficientNetLite0FCDD(BackboneFCDD):
     """FCDD on EfficientNet-Lite0's first blocks and a 1x1 head.
 
     ``output_stride`` 8 keeps blocks 0-4 (the end of the 40-channel stage); 16 keeps blocks
-    0-10 (the end of the 112-channel stage). The width is fixed by the ImageNet weights: the
-    ``width`` option is ignored. The stem and blocks 0-2 are frozen when ImageNet weights are
-    loaded. Inputs are normalised with ImageNet statistics; grey images become three channels.
+    0-10 (the end of the 112-channel stage). The stem and blocks 0-2 are frozen when ImageNet
+    weights are loaded.
     """
 
-    normalisation = "imagenet"
+    cuts = {8: (5, 40), 16: (11, 112)}
+    backbone = "EfficientNet-Lite0"
 
-    def __init__(
-        self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto",
-        output_stride: int = 8,
-    ) -> None:
-        super().__init__(in_channels, input_size)
-        if output_stride not in CUTS:
-            raise ValueError(f"output_stride must be one of {sorted(CUTS)}, got {output_stride}")
-        blocks, channels = CUTS[output_stride]
+    def build_features(self, blocks: int) -> nn.Sequential:
         full = EfficientNetLite0()
         stem = nn.Sequential(full._conv_stem, full._bn0, nn.ReLU6(inplace=True))
-        self.features = nn.Sequential(stem, nn.Sequential(*full._blocks[:blocks]))
-        self.head = nn.Conv2d(channels, 1, 1)
-        self.pretrained_loaded = False
-        state = imagenet_state_dict(pretrained)
-        if state is not None:
-            self._load(state)
+        return nn.Sequential(stem, nn.Sequential(*full._blocks[:blocks]))
 
-    def _load(self, state: dict[str, torch.Tensor]) -> None:
-        own = self.features.state_dict()
-        renamed = {"_conv_stem.": "0.0.", "_bn0.": "0.1.", "_blocks.": "1."}
-        matched = {}
-        for key, value in state.items():
-            for old, new in renamed.items():
-                if key.startswith(old) and new + key[len(old):] in own:
-                    matched[new + key[len(old):]] = value
-        missing = sorted(set(own) - set(matched))
-        if missing:
-            raise ValueError(f"EfficientNet-Lite0 weights lack {len(missing)} entries, e.g. {missing[:3]}")
-        self.features.load_state_dict(matched)
-        self.pretrained_loaded = True
+    imagenet_state_dict = staticmethod(imagenet_state_dict)
+
+    @staticmethod
+    def feature_key(key: str) -> str | None:
+        for old, new in RENAMED.items():
+            if key.startswith(old):
+                return new + key[len(old):]
+        return None
 
     @property
     def receptive_field(self) -> ReceptiveField:
@@ -186,9 +169,9 @@ class EfficientNetLite0FCDD(FCDDNet):
             field = field.after(conv.kernel_size[0], conv.stride[0], conv.pad_before)
         return field
 
-    def frozen_prefix(self) -> list[nn.Module]:
+    def frozen_modules(self) -> list[nn.Module]:
         stem, blocks = self.features
-        return [stem, *blocks[:FROZEN_BLOCKS]] if self.pretrained_loaded else []
+        return [stem, *blocks[:FROZEN_BLOCKS]]
 
 
 NETS.register("efficientnet_lite0")(EfficientNetLite0FCDD)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fcdd.models.base import FCDDNet, ReceptiveField, receptive_field_of
-from fcdd.models.pretrained import package_file, resolve_weights, torchvision_state_dict
+from fcdd.models.base import ReceptiveField, receptive_field_of
+from fcdd.models.pretrained import BackboneFCDD, package_file, resolve_weights, strip_prefix, torchvision_state_dict
 from fcdd.models.registry import NETS
 
 #: (expansion t, output channels c, repeats n, first stride s) per stage, as in the paper's Table 2
@@ -100,43 +100,25 @@ def imagenet_state_dict(pretrained: str | None = "auto") -> dict[str, torch.Tens
 
 #: blocks kept fixed when pretrained: stem and the stride-2 and stride-4 stages (features 0-3)
 FROZEN_BLOCKS = 4
-#: where the output map is taken: (blocks kept, channels there)
-CUTS = {8: (7, 32), 16: (14, 96)}
 
 
-class MobileNetV2FCDD(FCDDNet):
+class MobileNetV2FCDD(BackboneFCDD):
     """FCDD on MobileNetV2's first blocks and a 1x1 head.
 
     ``output_stride`` 8 keeps features 0-6 (the end of the 32-channel stage, a 28x28 map at
     224): fine enough for thin defects and cheap on a CPU. 16 keeps features 0-13 (the end of
-    the 96-channel stage). The backbone's width is fixed by its ImageNet weights: the ``width``
-    option is ignored. The stem and the first two stages are frozen when ImageNet weights are
-    loaded, as the paper freezes VGG11's first blocks. Inputs are normalised with ImageNet
-    statistics; grey images are repeated to three channels.
+    the 96-channel stage). The stem and the first two stages are frozen when ImageNet weights
+    are loaded, as the paper freezes VGG11's first blocks.
     """
 
-    normalisation = "imagenet"
+    cuts = {8: (7, 32), 16: (14, 96)}
+    backbone = "MobileNetV2"
 
-    def __init__(
-        self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto",
-        output_stride: int = 8,
-    ) -> None:
-        super().__init__(in_channels, input_size)
-        if output_stride not in CUTS:
-            raise ValueError(f"output_stride must be one of {sorted(CUTS)}, got {output_stride}")
-        blocks, channels = CUTS[output_stride]
-        self.features = nn.Sequential(*list(mobilenet_v2_features())[:blocks])
-        self.head = nn.Conv2d(channels, 1, 1)
-        self.pretrained_loaded = False
-        state = imagenet_state_dict(pretrained)
-        if state is not None:
-            own = self.features.state_dict()
-            matched = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.") and k[len("features."):] in own}
-            missing = sorted(set(own) - set(matched))
-            if missing:
-                raise ValueError(f"MobileNetV2 weights lack {len(missing)} entries, e.g. {missing[:3]}")
-            self.features.load_state_dict(matched)
-            self.pretrained_loaded = True
+    def build_features(self, blocks: int) -> nn.Sequential:
+        return nn.Sequential(*list(mobilenet_v2_features())[:blocks])
+
+    imagenet_state_dict = staticmethod(imagenet_state_dict)
+    feature_key = staticmethod(strip_prefix("features."))
 
     @property
     def receptive_field(self) -> ReceptiveField:
@@ -144,8 +126,8 @@ class MobileNetV2FCDD(FCDDNet):
         convs = [m for m in self.features.modules() if isinstance(m, nn.Conv2d)]
         return receptive_field_of(convs)
 
-    def frozen_prefix(self) -> list[nn.Module]:
-        return list(self.features[:FROZEN_BLOCKS]) if self.pretrained_loaded else []
+    def frozen_modules(self) -> list[nn.Module]:
+        return list(self.features[:FROZEN_BLOCKS])
 
 
 NETS.register("mobilenetv2")(MobileNetV2FCDD)

@@ -7,7 +7,7 @@ import warnings
 from torch import nn
 
 from fcdd.models.base import FCDDNet, scaled
-from fcdd.models.pretrained import resolve_weights, torchvision_state_dict
+from fcdd.models.pretrained import load_matching, resolve_weights, strip_prefix, torchvision_state_dict
 from fcdd.models.registry import NETS
 
 # VGG11 configuration up to the last convolution before the fourth pooling (a 28x28 map at 224)
@@ -44,12 +44,7 @@ class VGG11FCDD(FCDDNet):
         state = resolve_weights(pretrained, "vgg11_bn", [lambda: torchvision_state_dict("vgg11_bn", "VGG11_BN_Weights")])
         if state is None:
             return
-        own = self.features.state_dict()
-        matched = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.") and k[len("features."):] in own}
-        missing = [k for k in own if k not in matched]
-        if missing:
-            raise ValueError(f"pretrained VGG11-BN weights lack {len(missing)} entries, e.g. {missing[:3]}")
-        self.features.load_state_dict(matched)
+        load_matching(self.features, state, strip_prefix("features."), "pretrained VGG11-BN")
         self.pretrained_loaded = True
 
     def frozen_prefix(self) -> list[nn.Module]:

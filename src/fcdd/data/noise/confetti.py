@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from fcdd.data.noise.base import NOISE, NoiseSource
+from fcdd.data.noise.shapes import rotated_offsets
 
 
 def confetti(
@@ -34,19 +35,14 @@ def confetti(
     ellipse = rand(b, k) < 0.5
     colour = rand(b, k, c)
 
-    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1) + 0.5
-    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w) + 0.5
     content = nominal.clone()
     where = torch.zeros(b, 1, h, w, device=dev)
-    cos, sin = angle.cos(), angle.sin()
     for j in range(k):  # later blobs are painted over earlier ones
-        dy = ys - cy[:, j].view(b, 1, 1)
-        dx = xs - cx[:, j].view(b, 1, 1)
-        cj, sj = cos[:, j].view(b, 1, 1), sin[:, j].view(b, 1, 1)
-        u = (dx * cj + dy * sj) / half_a[:, j].view(b, 1, 1)
-        v = (dy * cj - dx * sj) / half_b[:, j].view(b, 1, 1)
-        inside = torch.where(ellipse[:, j].view(b, 1, 1), u * u + v * v <= 1, torch.maximum(u.abs(), v.abs()) <= 1)
-        inside = (inside & active[:, j].view(b, 1, 1)).unsqueeze(1)
+        along, across = rotated_offsets((h, w), cy[:, j : j + 1], cx[:, j : j + 1], angle[:, j : j + 1])
+        u = along / half_a[:, j].view(b, 1, 1, 1)
+        v = across / half_b[:, j].view(b, 1, 1, 1)
+        inside = torch.where(ellipse[:, j].view(b, 1, 1, 1), u * u + v * v <= 1, torch.maximum(u.abs(), v.abs()) <= 1)
+        inside = inside & active[:, j].view(b, 1, 1, 1)
         content = torch.where(inside, colour[:, j].view(b, c, 1, 1), content)
         where = torch.where(inside, 1.0, where)
     return content, where

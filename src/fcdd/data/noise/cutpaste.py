@@ -18,38 +18,12 @@ import math
 import torch
 
 from fcdd.data.noise.base import NOISE, NoiseSource
+from fcdd.data.noise.shapes import rotated_rectangles
+from fcdd.data.transforms import brightness_contrast
 
 
 def _uniform(low: float, high: float, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     return low + (high - low) * torch.rand(*shape, generator=generator)
-
-
-def rotated_rectangles(
-    size: tuple[int, int],
-    centre_y: torch.Tensor,
-    centre_x: torch.Tensor,
-    half_long: torch.Tensor,
-    half_short: torch.Tensor,
-    angle: torch.Tensor,
-    active: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Masks (B, 1, H, W) of the union over K rotated rectangles per image (inputs B, K).
-
-    ``active`` (B, K, bool) says which of the K rectangles exist; default all.
-    """
-    h, w = size
-    b, k = centre_y.shape
-    ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1) + 0.5
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w) + 0.5
-    dy = ys - centre_y.view(b, k, 1, 1)
-    dx = xs - centre_x.view(b, k, 1, 1)
-    cos, sin = angle.cos().view(b, k, 1, 1), angle.sin().view(b, k, 1, 1)
-    along = (dx * cos + dy * sin).abs() <= half_long.view(b, k, 1, 1)
-    across = (dy * cos - dx * sin).abs() <= half_short.view(b, k, 1, 1)
-    inside = along & across
-    if active is not None:
-        inside &= active.view(b, k, 1, 1)
-    return inside.any(dim=1, keepdim=True).float()
 
 
 def shifted_copy(images: torch.Tensor, generator: torch.Generator, min_shift: float = 0.15) -> torch.Tensor:
@@ -61,16 +35,6 @@ def shifted_copy(images: torch.Tensor, generator: torch.Generator, min_shift: fl
         frac = _uniform(min_shift, 0.5, (2,), generator) * sign
         out[i] = images[i].roll((int(frac[0] * h), int(frac[1] * w)), dims=(-2, -1))
     return out
-
-
-def jitter(pieces: torch.Tensor, generator: torch.Generator, strength: float = 0.1) -> torch.Tensor:
-    """A random brightness and contrast change per image, so the piece need not match exactly."""
-    b = len(pieces)
-    shape = (b, 1, 1, 1)
-    brightness = _uniform(-strength, strength, shape, generator).to(pieces.device)
-    contrast = _uniform(1 - strength, 1 + strength, shape, generator).to(pieces.device)
-    mean = pieces.mean(dim=(1, 2, 3), keepdim=True)
-    return ((pieces - mean) * contrast + mean + brightness).clamp(0, 1)
 
 
 def cutpaste(images: torch.Tensor, generator: torch.Generator, area: tuple[float, float] = (0.02, 0.15), aspect: tuple[float, float] = (0.3, 3.3)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +49,7 @@ def cutpaste(images: torch.Tensor, generator: torch.Generator, area: tuple[float
     cy = ph / 2 + torch.rand(shape, generator=generator) * (h - ph)
     cx = pw / 2 + torch.rand(shape, generator=generator) * (w - pw)
     where = rotated_rectangles((h, w), cy, cx, pw / 2, ph / 2, torch.zeros(shape)).to(images.device)
-    return jitter(shifted_copy(images, generator), generator), where
+    return brightness_contrast(shifted_copy(images, generator), 0.1, generator), where
 
 
 def cutpaste_scar(images: torch.Tensor, generator: torch.Generator, max_scars: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +64,7 @@ def cutpaste_scar(images: torch.Tensor, generator: torch.Generator, max_scars: i
     cx = torch.rand(shape, generator=generator) * w
     angle = torch.rand(shape, generator=generator) * math.pi
     where = rotated_rectangles((h, w), cy, cx, half_long, half_short, angle, active).to(images.device)
-    return jitter(shifted_copy(images, generator), generator), where
+    return brightness_contrast(shifted_copy(images, generator), 0.1, generator), where
 
 
 @NOISE.register("cutpaste")
