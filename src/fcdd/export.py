@@ -159,7 +159,7 @@ def export(run_or_snapshot: str | Path, fmt: str, out: str | Path | None = None,
     snapshot_path = Path(detector.snapshot["path"])
     out = Path(out) if out else snapshot_path.parent / f"model{SUFFIXES[fmt]}"
     meta = metadata(detector, fmt)
-    model = ExportModel(detector.method).eval()
+    model = ExportModel(detector.method)  # _torchscript and _onnx put it in eval mode
     example = torch.rand(2, detector.in_channels, detector.image_size, detector.image_size, generator=torch.Generator().manual_seed(1))
     started = time.perf_counter()
     data = _torchscript(model, example, meta) if fmt == "torchscript" else _onnx(model, example, meta)

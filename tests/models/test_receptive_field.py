@@ -14,20 +14,23 @@ def probe(net, size: int, index: int) -> tuple[int, float]:
     """Extent and centre (in input pixels, along x) of output pixel (index, index)'s input gradient.
 
     Max pools route the gradient to one input only, so they are swapped for average pools with
-    the same window; positive weights keep contributions from cancelling.
+    the same window; positive weights and identity activations / normalisations keep
+    contributions from cancelling or being cut off (ReLU6 would zero paths).
     """
     net = net.eval()
     for module in list(net.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(module, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
-            if isinstance(child, (nn.LeakyReLU, nn.ReLU, nn.BatchNorm2d)):
+            if isinstance(child, (nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.BatchNorm2d)):
                 setattr(module, child_name, nn.Identity())
     with torch.no_grad():
         for p in net.parameters():
             p.fill_(0.01)
-    x = torch.rand(1, net.in_channels, size, size, requires_grad=True)
-    out = net(x)
+    net.input_mean.zero_()
+    net.input_std.fill_(1.0)
+    x = torch.rand(1, net.in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    out = net.double()(x)
     out[0, 0, index, index].backward()
     cols = (x.grad[0].abs().sum(0).sum(0) > 0).nonzero().squeeze(1)
     lo, hi = int(cols.min()), int(cols.max())
@@ -36,7 +39,11 @@ def probe(net, size: int, index: int) -> tuple[int, float]:
 
 @pytest.mark.parametrize(
     "name,channels,size",
-    [("cnn28", 1, 28), ("cnn32", 3, 32), ("vgg11", 3, 96)],
+    [
+        ("cnn28", 1, 28), ("cnn32", 3, 32), ("vgg11", 3, 96),
+        # ImageNet backbones (random init; the weights do not change the field)
+        ("mobilenetv2", 3, 160), ("mobilenetv2_s16", 3, 384), ("efficientnet_lite0", 3, 160), ("efficientnet_lite0_s16", 3, 384),
+    ],
 )
 def test_receptive_field_matches_gradient_probe(name, channels, size):
     net = build_net(name, channels, size, width=0.25, pretrained="none")
