@@ -11,6 +11,7 @@ noise, 200 epochs), meant for a GPU. ``configs/cpu-fast.yaml`` is the documented
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -158,7 +159,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
+@functools.cache
 def field_types() -> dict[str, Any]:
+    """Resolved annotations of ``Config`` (read-only; resolved once, as that is slow)."""
     return typing.get_type_hints(Config)
 
 
