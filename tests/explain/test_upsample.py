@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fcdd.explain import BilinearUpsample, GaussianUpsample, blur, gaussian_kernel
 from fcdd.models import build_net
+from fcdd.models.base import ReceptiveField
 
 
 @pytest.mark.parametrize("name,channels,size", [("cnn28", 1, 28), ("cnn32", 3, 32), ("vgg11", 3, 128)])
@@ -35,6 +37,24 @@ def test_gaussian_kernel_normalised_and_symmetric():
     assert k.sum().item() == pytest.approx(1.0)
     assert torch.allclose(k, k.flip(0)) and torch.allclose(k, k.T)
     assert k.argmax().item() == 4 * 9 + 4
+
+
+def test_separable_passes_equal_one_dense_transposed_convolution():
+    field = ReceptiveField(size=37, jump=8, start=-3.0)
+    up = GaussianUpsample(field)
+    maps = torch.rand(3, 1, 6, 5)
+    dense = F.conv_transpose2d(maps, gaussian_kernel(field.size, up.std)[None, None], stride=field.jump)
+    shift = round(up.offset)
+    expected = F.pad(dense, (8, 8, 8, 8))[..., shift + 8 : shift + 8 + 40, shift + 8 : shift + 8 + 48]
+    assert torch.allclose(up(maps, (40, 48)), expected, atol=1e-7)
+
+
+def test_snapshot_with_the_old_dense_kernel_still_loads():
+    field = ReceptiveField(size=11, jump=4, start=1.5)
+    up = GaussianUpsample(field)
+    assert "kernel" not in up.state_dict()  # derived from the field, not stored
+    up.load_state_dict({"kernel": gaussian_kernel(11, up.std)[None, None]})
+    assert up.kernel.shape == (11,)
 
 
 def test_bilinear_and_blur_keep_shape_and_constant():
