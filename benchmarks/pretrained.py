@@ -32,6 +32,8 @@ RUNS = {
     "mobilenetv2_random": {"net": "mobilenetv2", "pretrained": "none"},
     "efficientnet_lite0_imagenet": {"net": "efficientnet_lite0", "pretrained": "auto"},
     "efficientnet_lite0_random": {"net": "efficientnet_lite0", "pretrained": "none"},
+    "efficientnet_lite0_ms_imagenet": {"net": "efficientnet_lite0_ms", "pretrained": "auto"},
+    "efficientnet_lite0_ms_random": {"net": "efficientnet_lite0_ms", "pretrained": "none"},
 }
 BUDGET_SECONDS = 15 * 60
 

@@ -77,7 +77,7 @@ class Config:
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     # heatmaps and evaluation
     upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
-    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: receptive field / 4)")
+    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)")
     image_score: str = option("mean", "FCDD image score: mean of the output map (paper), max of the heatmap, or mean of its top 1 %", ("mean", "max", "top1"))
     blur_heatmaps: float = option(0.0, "std of a Gaussian blur applied to gradient/reconstruction heatmaps")
     eval_batch_size: int = option(32, "batch size for evaluation and prediction")

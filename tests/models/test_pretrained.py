@@ -65,7 +65,7 @@ def test_every_checkpoint_entry_is_used(classifier):
         assert value.shape == state[key].shape, key
 
 
-@pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv2_s16", "efficientnet_lite0", "efficientnet_lite0_s16"])
+@pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv2_s16", "efficientnet_lite0", "efficientnet_lite0_s16", "efficientnet_lite0_ms"])
 def test_fcdd_net_loads_weights_freezes_and_normalises(name):
     net = build_net(name, 1, 64, width=0.5, pretrained="auto")
     if not net.pretrained_loaded:
@@ -97,3 +97,24 @@ def test_weights_from_a_user_file(tmp_path):
 def test_random_init_has_nothing_frozen():
     net = build_net("efficientnet_lite0", 3, 64, pretrained="none")
     assert not net.pretrained_loaded and net.frozen_prefix() == []
+
+
+def test_multi_scale_net_uses_both_stages_and_trains_only_the_middle_blocks():
+    net = build_net("efficientnet_lite0_ms", 3, 64, pretrained="auto")
+    if not net.pretrained_loaded:
+        pytest.skip("offline weights not installed")
+    stem, blocks = net.features
+    frozen = {id(p) for m in net.frozen_prefix() for p in m.parameters()}
+    trained = {id(p) for m in (blocks[3], blocks[4], net.head) for p in m.parameters()}
+    assert trained.isdisjoint(frozen)
+    assert frozen | trained == {id(p) for p in net.parameters()}
+    net.eval()
+    x = torch.rand(1, 3, 64, 64)
+    before = net(x)
+    for index in (4, 10):  # the fine and the coarse stage both reach the map
+        with torch.no_grad():
+            weight = blocks[index].convs()[-1].weight
+            saved = weight.clone()
+            weight.mul_(1.5)
+            assert not torch.allclose(net(x), before)
+            weight.copy_(saved)

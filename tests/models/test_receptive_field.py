@@ -60,3 +60,17 @@ def test_receptive_field_matches_gradient_probe(name, channels, size):
 def test_receptive_field_arithmetic():
     field = ReceptiveField().after(3, 1, 1).after(2, 2, 0).after(3, 1, 1)
     assert (field.size, field.jump, field.start) == (8, 2, 0.5)
+
+
+def test_multi_scale_field_matches_gradient_probe_within_a_quarter_coarse_step():
+    # the twofold bilinear upsampling of the stride-16 branch makes the centre alternate
+    # between even and odd units; the extent is exact
+    net = build_net("efficientnet_lite0_ms", 3, 480, pretrained="none")
+    field = net.receptive_field
+    middle = net.output_size() // 2
+    for index in (middle, middle + 1):
+        assert field.centre(index) - field.size / 2 >= 0 and field.centre(index) + field.size / 2 <= 480
+        extent, centre = probe(build_net("efficientnet_lite0_ms", 3, 480, pretrained="none"), 480, index)
+        assert extent == field.size
+        assert abs(centre - field.centre(index)) <= 16 / 4
+    assert net.heatmap_std == net.fine_field().size / 4 < field.size / 4

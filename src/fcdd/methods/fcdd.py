@@ -49,7 +49,7 @@ class FCDD(Method):
         super().__init__(config, in_channels)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
                              standardise=config.standardise_images)
-        self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std)
+        self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
 
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:

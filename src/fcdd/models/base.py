@@ -126,6 +126,12 @@ class FCDDNet(nn.Module):
     def receptive_field(self) -> ReceptiveField:
         return receptive_field_of(sliding_layers(self))
 
+    @property
+    def heatmap_std(self) -> float:
+        """Spread of the Gaussian that carries an output unit back to the input: a quarter of
+        its receptive field, so the bulk of the mass lies in the field's central half."""
+        return self.receptive_field.size / 4
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map before the 1x1 head, from [0, 1] images."""
         return self.features(self.normalise(x))

@@ -160,14 +160,18 @@ class EfficientNetLite0FCDD(BackboneFCDD):
                 return new + key[len(old):]
         return None
 
-    @property
-    def receptive_field(self) -> ReceptiveField:
+    def field_through(self, blocks: int) -> ReceptiveField:
+        """Receptive field of the stem and the first ``blocks`` blocks."""
         field = ReceptiveField()
-        stem, blocks = self.features
-        convs = [stem[0]] + [conv for block in blocks for conv in block.convs()]
+        stem, kept = self.features
+        convs = [stem[0]] + [conv for block in kept[:blocks] for conv in block.convs()]
         for conv in convs:
             field = field.after(conv.kernel_size[0], conv.stride[0], conv.pad_before)
         return field
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        return self.field_through(len(self.features[1]))
 
     def frozen_modules(self) -> list[nn.Module]:
         stem, blocks = self.features
@@ -181,3 +185,66 @@ NETS.register("efficientnet_lite0")(EfficientNetLite0FCDD)
 def efficientnet_lite0_s16(in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto") -> EfficientNetLite0FCDD:
     """The deeper cut: blocks 0-10, a stride-16 map with 112 channels."""
     return EfficientNetLite0FCDD(in_channels, input_size, width, pretrained, output_stride=16)
+
+
+@NETS.register("efficientnet_lite0_ms")
+class EfficientNetLite0MultiScaleFCDD(EfficientNetLite0FCDD):
+    """Both cuts at once: the stride-8 map (block 4, 40 channels, averaged over 3x3 neighbours)
+    beside the stride-16 map (block 10, 112 channels) upsampled to it, then a small two-layer
+    1x1 head.
+
+    The deeper stage sees the tile's wider context and more abstract ImageNet features, the
+    shallower one keeps the detail. The deep blocks 5-10 stay frozen with the early ones, so the
+    head learns on ImageNet's own deep features: training them too overfitted the synthetic
+    anomalies (magnetic_tile image AUROC 0.75 against 0.85 frozen, seed 0).
+    """
+
+    #: blocks whose outputs are joined: the last of the stride-8 and of the stride-16 stage
+    fine_block, coarse_block = 4, 10
+    hidden = 64
+
+    def __init__(self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto") -> None:
+        super().__init__(in_channels, input_size, width, pretrained, output_stride=16)
+        fine, coarse = self.cuts[8][1], self.cuts[16][1]
+        self.local_mean = nn.AvgPool2d(3, stride=1, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(fine + coarse, self.hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(self.hidden, 1, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        stem, blocks = self.features
+        x = stem(self.normalise(x))
+        for index, block in enumerate(blocks):
+            x = block(x)
+            if index == self.fine_block:
+                fine = self.local_mean(x)
+        coarse = F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([fine, coarse], dim=1)
+
+    def fine_field(self) -> ReceptiveField:
+        return self.field_through(self.fine_block + 1).after(3, 1, 1)
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        """The union of both branches' fields, on the stride-8 grid.
+
+        Twofold bilinear upsampling (half-pixel centres) makes unit ``i`` read coarse units
+        ``i/2 - 1`` and ``i/2`` (even ``i``) or ``(i-1)/2`` and ``(i+1)/2`` (odd ``i``): the
+        field grows by one coarse step and its centre alternates by a quarter coarse step
+        around the value given here (4 px for EfficientNet's stride 16, well inside the
+        Gaussian's spread).
+        """
+        fine, coarse = self.fine_field(), self.field_through(self.coarse_block + 1)
+        coarse_size = coarse.size + coarse.jump
+        coarse_start = coarse.start - coarse.jump / 4
+        lo = min(fine.start - (fine.size - 1) / 2, coarse_start - (coarse_size - 1) / 2)
+        hi = max(fine.start + (fine.size - 1) / 2, coarse_start + (coarse_size - 1) / 2)
+        return ReceptiveField(size=int(round(hi - lo)) + 1, jump=fine.jump, start=(lo + hi) / 2)
+
+    @property
+    def heatmap_std(self) -> float:
+        # the map's detail comes from the stride-8 branch; a quarter of the joint field (about
+        # 90 px) would smear a 128 px heatmap
+        return self.fine_field().size / 4
+
+    def frozen_modules(self) -> list[nn.Module]:
+        stem, blocks = self.features
+        return [*super().frozen_modules(), *blocks[self.fine_block + 1 :]]
