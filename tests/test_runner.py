@@ -15,6 +15,7 @@ import pytest
 
 from fcdd.cli import main
 from fcdd.data.synthetic import generate
+from fcdd.runner import Job
 
 TINY = ["--image-size", "32", "--net", "cnn32", "--width", "0.25", "--pretrained", "none", "--batch-size", "8",
         "--eval-batch-size", "16", "--no-report", "--holdout", "0.2"]
@@ -90,3 +91,14 @@ def test_run_over_all_real_categories(shared_data, tmp_path):
     assert [r["class"] for r in rows] == categories and len(categories) >= 3
     assert all(r["seeds"] == "2" and r["pixel_auroc_mean"] for r in rows)
     assert Path(out / "results.md").read_text().count("|") > 10
+
+
+def test_a_run_killed_before_its_heatmaps_were_written_is_redone(tmp_path):
+    # metrics.json is written last; a folder from a run killed mid-way through its final
+    # writes must not count as finished, or the aggregate would read a missing heatmaps.pt
+    job = Job("grass", 0, tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "snapshot.pt").write_bytes(b"x")
+    assert not job.finished
+    (tmp_path / "heatmaps.pt").write_bytes(b"x")
+    assert job.finished

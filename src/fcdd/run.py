@@ -137,12 +137,14 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         )
         if out:
             atomic_write_json(out / "history.json", {**history.to_dict(), "metrics": metrics})
-            atomic_write_json(out / "metrics.json", metrics)
             atomic_torch_save(out / SNAPSHOT, snapshot_of(config, method, splits.train.channels, metrics, thresholds))
             atomic_torch_save(out / "heatmaps.pt", {
                 "heatmaps": evaluation.heatmaps, "scores": torch.from_numpy(evaluation.scores),
                 "labels": torch.from_numpy(evaluation.labels), "paths": evaluation.paths, "kinds": evaluation.kinds,
             })
+            # last: a folder with metrics.json holds everything an experiment aggregates, so a
+            # run killed between these writes is redone rather than read half-written
+            atomic_write_json(out / "metrics.json", metrics)
             if config.report:
                 from fcdd.report import write_report
 

@@ -1,7 +1,7 @@
 """Class x seed experiments: one model per nominal class per seed, then one table.
 
 ``RUN/normal_<class>/it_<seed>/`` holds an ordinary run folder each. A run whose
-``metrics.json`` and ``snapshot.pt`` exist is finished and never recomputed; one with only a
+``metrics.json``, ``snapshot.pt`` and ``heatmaps.pt`` exist is finished and never recomputed; one with only a
 checkpoint is resumed; so a killed ``fcdd run`` restarted with the same options picks up where
 it stopped. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
 averaged over seeds) is rebuilt from the run folders at the end.
@@ -45,7 +45,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return (self.out / "metrics.json").is_file() and (self.out / SNAPSHOT).is_file()
+        return all((self.out / name).is_file() for name in ("metrics.json", SNAPSHOT, "heatmaps.pt"))
 
 
 def discover_classes(config: Config) -> list[str]:
