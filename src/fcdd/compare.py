@@ -71,7 +71,9 @@ def compare_config(base: Config, objective: str, arch: str | None, out: Path, **
 def _load_run(name: str, run_dir: Path) -> MethodRun:
     import json
 
-    metrics_path, heatmaps_path = run_dir / "metrics.json", run_dir / "heatmaps.pt"
+    from fcdd.run import HEATMAPS, METRICS
+
+    metrics_path, heatmaps_path = run_dir / METRICS, run_dir / HEATMAPS
     for path in (metrics_path, heatmaps_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: {run_dir} is not a finished run")
@@ -81,9 +83,9 @@ def _load_run(name: str, run_dir: Path) -> MethodRun:
 
 def run_method(base: Config, name: str, objective: str, arch: str | None, out: Path, **overrides) -> MethodRun:
     """Train one compared method unless its run folder is already finished; resume a partial one."""
-    from fcdd.run import execute
+    from fcdd.run import execute, is_finished
 
-    if (out / "metrics.json").is_file() and (out / "heatmaps.pt").is_file():
+    if is_finished(out):
         log.info("compare: %s already finished in %s", name, out)
         return _load_run(name, out)
     config = compare_config(base, objective, arch, out, **overrides)

@@ -20,6 +20,14 @@ from fcdd.train import CHECKPOINT, SNAPSHOT, History, Trainer, prepare
 
 log = logging.getLogger("fcdd")
 
+METRICS = "metrics.json"
+HEATMAPS = "heatmaps.pt"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether a run folder holds all a finished run writes (``execute`` writes metrics last)."""
+    return all((run_dir / name).is_file() for name in (SNAPSHOT, HEATMAPS, METRICS))
+
 # options that may differ between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha"}
 
@@ -138,13 +146,13 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         if out:
             atomic_write_json(out / "history.json", {**history.to_dict(), "metrics": metrics})
             atomic_torch_save(out / SNAPSHOT, snapshot_of(config, method, splits.train.channels, metrics, thresholds))
-            atomic_torch_save(out / "heatmaps.pt", {
+            atomic_torch_save(out / HEATMAPS, {
                 "heatmaps": evaluation.heatmaps, "scores": torch.from_numpy(evaluation.scores),
                 "labels": torch.from_numpy(evaluation.labels), "paths": evaluation.paths, "kinds": evaluation.kinds,
             })
-            # last: a folder with metrics.json holds everything an experiment aggregates, so a
-            # run killed between these writes is redone rather than read half-written
-            atomic_write_json(out / "metrics.json", metrics)
+            # last: a folder with metrics.json holds everything (``is_finished``), so a run
+            # killed between these writes is redone rather than read half-written
+            atomic_write_json(out / METRICS, metrics)
             if config.report:
                 from fcdd.report import write_report
 

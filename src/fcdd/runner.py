@@ -1,9 +1,8 @@
 """Class x seed experiments: one model per nominal class per seed, then one table.
 
-``RUN/normal_<class>/it_<seed>/`` holds an ordinary run folder each. A run whose
-``metrics.json``, ``snapshot.pt`` and ``heatmaps.pt`` exist is finished and never recomputed; one with only a
-checkpoint is resumed; so a killed ``fcdd run`` restarted with the same options picks up where
-it stopped. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
+``RUN/normal_<class>/it_<seed>/`` holds an ordinary run folder each. A finished run (metrics,
+snapshot and heatmaps written) is never recomputed; one with only a checkpoint is resumed; so
+a killed ``fcdd run`` restarted with the same options picks up where it stopped. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
 averaged over seeds) is rebuilt from the run folders at the end.
 """
 
@@ -26,8 +25,8 @@ from fcdd.config import Config
 from fcdd.data.base import DataError
 from fcdd.io import atomic_write_json, atomic_write_text
 from fcdd.metrics import roc_curve
-from fcdd.run import run_logging
-from fcdd.train import CHECKPOINT, SNAPSHOT
+from fcdd.run import HEATMAPS, METRICS, is_finished, run_logging
+from fcdd.train import CHECKPOINT
 
 log = logging.getLogger("fcdd")
 
@@ -45,7 +44,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return all((self.out / name).is_file() for name in ("metrics.json", SNAPSHOT, "heatmaps.pt"))
+        return is_finished(self.out)
 
 
 def discover_classes(config: Config) -> list[str]:
@@ -113,8 +112,8 @@ def aggregate(out: Path, classes: list[str], seeds: int) -> dict:
         for job in jobs_for(out, [cls], seeds):
             if not job.finished:
                 continue
-            metrics.append(json.loads((job.out / "metrics.json").read_text()))
-            stored = torch.load(job.out / "heatmaps.pt", map_location="cpu", weights_only=False)
+            metrics.append(json.loads((job.out / METRICS).read_text()))
+            stored = torch.load(job.out / HEATMAPS, map_location="cpu", weights_only=False)
             fpr, tpr, _ = roc_curve(stored["scores"].numpy(), stored["labels"].numpy())
             curves.append((fpr, tpr, metrics[-1]["image_auroc"]))
         image = _mean_std([m["image_auroc"] for m in metrics])
