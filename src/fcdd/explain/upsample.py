@@ -33,19 +33,19 @@ def gaussian_kernel(size: int, std: float) -> torch.Tensor:
 class GaussianUpsample(nn.Module):
     """Transposed convolution with a receptive-field-sized Gaussian, cropped to the input size.
 
-    ``std`` defaults to a quarter of the receptive field, so the bulk of the mass lies in the
-    field's central half, where the field's units have the most paths to the output.
+    ``std`` defaults to the field's ``gaussian_std`` (a quarter of it), so the bulk of the mass
+    lies in the field's central half, where the field's units have the most paths to the output.
     """
 
     def __init__(self, field: ReceptiveField, std: float | None = None) -> None:
         super().__init__()
         self.field = field
         size = field.size
-        self.std = float(std) if std else size / 4
+        self.std = float(std) if std else field.gaussian_std
         # the 2-d Gaussian is the outer product of two 1-d ones, so the transposed convolution
         # runs as two 1-d passes: the same result, tens of times faster for the large fields of
-        # deep backbones (a 331 px field on a 32x32 map: 24 s -> 0.4 s per 32 images on 2 cores)
-        # it follows from the field, so snapshots do not store it
+        # deep backbones (a 331 px field on a 32x32 map: 24 s -> 0.4 s per 32 images on 2 cores).
+        # The kernel follows from the field, so snapshots do not store it.
         self.register_buffer("kernel", gaussian_1d(size, self.std), persistent=False)
         # transposed conv puts output pixel i's kernel centre at i * jump + (size - 1) / 2;
         # the receptive field centre is at start + i * jump, so shift by the difference

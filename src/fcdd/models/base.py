@@ -43,6 +43,12 @@ class ReceptiveField:
     def centre(self, index: int) -> float:
         return self.start + index * self.jump
 
+    @property
+    def gaussian_std(self) -> float:
+        """Spread of the Gaussian that carries an output unit back to the input: a quarter of
+        the field, so the bulk of the mass lies in the field's central half."""
+        return self.size / 4
+
 
 def _pair(value) -> int:
     if isinstance(value, (tuple, list)):
@@ -128,9 +134,8 @@ class FCDDNet(nn.Module):
 
     @property
     def heatmap_std(self) -> float:
-        """Spread of the Gaussian that carries an output unit back to the input: a quarter of
-        its receptive field, so the bulk of the mass lies in the field's central half."""
-        return self.receptive_field.size / 4
+        """Spread of the heatmap Gaussian; a net whose field overstates its detail overrides it."""
+        return self.receptive_field.gaussian_std
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map before the 1x1 head, from [0, 1] images."""

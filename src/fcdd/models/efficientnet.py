@@ -199,8 +199,8 @@ class EfficientNetLite0MultiScaleFCDD(EfficientNetLite0FCDD):
     anomalies (magnetic_tile image AUROC 0.75 against 0.85 frozen, seed 0).
     """
 
-    #: blocks whose outputs are joined: the last of the stride-8 and of the stride-16 stage
-    fine_block, coarse_block = 4, 10
+    #: blocks whose outputs are joined: the last of the stride-8 and of the stride-16 cut
+    fine_block, coarse_block = (EfficientNetLite0FCDD.cuts[stride][0] - 1 for stride in (8, 16))
     hidden = 64
 
     def __init__(self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto") -> None:
@@ -243,7 +243,7 @@ class EfficientNetLite0MultiScaleFCDD(EfficientNetLite0FCDD):
     def heatmap_std(self) -> float:
         # the map's detail comes from the stride-8 branch; a quarter of the joint field (about
         # 90 px) would smear a 128 px heatmap
-        return self.fine_field().size / 4
+        return self.fine_field().gaussian_std
 
     def frozen_modules(self) -> list[nn.Module]:
         stem, blocks = self.features
