@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,7 +53,7 @@ def test_run_stores_thresholds_that_reproduce_their_claims(tiny_run):
     assert snapshot["thresholds"]["image"]["threshold"] == stored["image"]["threshold"]
     assert stored["image"]["rule"] == "max_f1" and stored["n_anomalous"] > 0
     # the calibration images are rebuilt deterministically: same threshold, same F1
-    calibration = calibration_set(tiny_run, "cpu")
+    calibration = calibration_set(tiny_run.method, tiny_run.splits.holdout, tiny_run.supervision, 32, tiny_run.config.seed, "cpu")
     again = thresholds_for(calibration, None, tiny_run.config.seed)
     assert again["image"]["threshold"] == pytest.approx(stored["image"]["threshold"])
     claimed = rates(calibration.scores, calibration.labels, stored["image"]["threshold"])
@@ -72,7 +71,7 @@ def test_run_stores_thresholds_that_reproduce_their_claims(tiny_run):
 
 
 def test_target_fpr_rule(tiny_run):
-    calibration = calibration_set(tiny_run, "cpu")
+    calibration = calibration_set(tiny_run.method, tiny_run.splits.holdout, tiny_run.supervision, 32, tiny_run.config.seed, "cpu")
     result = thresholds_for(calibration, 0.2)
     assert result["image"]["rule"] == "fpr<=0.2" and result["image"]["fpr"] <= 0.2
     assert result["pixel"]["rule"] == "fpr<=0.2" and result["pixel"]["fpr"] <= 0.2
@@ -83,5 +82,4 @@ def test_target_fpr_rule(tiny_run):
 
 
 def test_no_holdout_means_no_thresholds():
-    run = SimpleNamespace(splits=SimpleNamespace(holdout=None), config=Config())
-    assert calibrate(run, "cpu") == {}
+    assert calibrate(Config(), None, None, None, "cpu") == {}

@@ -8,7 +8,7 @@ from PIL import Image
 
 from fcdd.cli import main
 from fcdd.compare import parse_specs, pick_images
-from fcdd.run import execute
+from fcdd.training import execute
 
 
 def test_parse_specs():

@@ -11,6 +11,7 @@ import yaml
 import fcdd
 from fcdd.cli import main
 from fcdd.config import Config
+from fcdd.training import prefetch
 
 
 def test_training_lowers_loss_and_writes_run_folder(tiny_config):
@@ -79,9 +80,6 @@ def test_semi_supervised_run_says_which_defects_it_trained_on(tiny_config):
 
 
 def test_prefetch_keeps_order_and_raises_producer_errors():
-    import sys
-
-    prefetch = sys.modules["fcdd.train"].prefetch
     assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
 
     def broken():

@@ -14,17 +14,18 @@ together with the rates the threshold reached on the calibration images and on t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from fcdd.config import Config
+from fcdd.data.base import ImageSet
+from fcdd.data.supervision import Supervision
 from fcdd.data.transforms import to_float
-from fcdd.evaluation import infer
+from fcdd.evaluation import Evaluation, infer
+from fcdd.methods.base import Method
 from fcdd.metrics import best_f1_threshold
-
-if TYPE_CHECKING:
-    from fcdd.run import Run
+from fcdd.runtime import derived_seed
 
 DEFAULT_FPR = 0.05
 DEFAULT_PIXEL_FPR = 0.01
@@ -92,25 +93,22 @@ def _infer_all(method, images: torch.Tensor, batch_size: int, device) -> tuple[n
     return torch.cat(scores).double().numpy(), torch.cat(maps)
 
 
-def calibration_set(run: Run, device) -> CalibrationSet | None:
+def calibration_set(
+    method: Method, holdout: ImageSet | None, supervision: Supervision, batch_size: int, seed: int, device,
+) -> CalibrationSet | None:
     """Held-out nominal images, plus a copy of each turned anomalous by the run's supervision."""
-    holdout = run.splits.holdout
     if holdout is None or len(holdout) == 0:
         return None
-    from fcdd.data.supervision import build_supervision
-
-    config = run.config
-    method = run.method.eval()
+    method = method.eval()
     images = to_float(holdout.images)
     maps = holdout.maps.float()
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    supervision = build_supervision(config.replace(anomaly_fraction=1.0), run.splits)
-    batch = supervision(images.clone(), maps.clone(), generator)
+    generator = torch.Generator().manual_seed(derived_seed(seed, "calibration"))
+    batch = supervision.with_fraction(1.0)(images.clone(), maps.clone(), generator)
     made = batch.labels.cpu().bool()
     all_images = torch.cat([images, batch.images.cpu()[made]])
     all_maps = torch.cat([torch.zeros_like(maps), (batch.maps.cpu()[made] > 0.5).float()])
     labels = np.concatenate([np.zeros(len(images), int), np.ones(int(made.sum()), int)])
-    scores, heatmaps = _infer_all(method, all_images, config.eval_batch_size, device)
+    scores, heatmaps = _infer_all(method, all_images, batch_size, device)
     return CalibrationSet(scores, labels, heatmaps, all_maps)
 
 
@@ -142,17 +140,23 @@ def thresholds_for(calibration: CalibrationSet, target_fpr: float | None, seed: 
     }
 
 
-def calibrate(run: Run, device) -> dict:
-    """Image and pixel thresholds from the held-out images; ``{}`` when the run holds none out."""
-    calibration = calibration_set(run, device)
+def calibrate(
+    config: Config, method: Method, holdout: ImageSet | None, supervision: Supervision, device,
+    evaluation: Evaluation | None = None,
+) -> dict:
+    """Image and pixel thresholds from the held-out images; ``{}`` when the run holds none out.
+
+    ``supervision`` is the run's own (built once per run); ``evaluation``, when given, adds how
+    the chosen verdict does on the test set.
+    """
+    calibration = calibration_set(method, holdout, supervision, config.eval_batch_size, config.seed, device)
     if calibration is None:
         return {}
-    result = thresholds_for(calibration, run.config.target_fpr, run.config.seed)
+    result = thresholds_for(calibration, config.target_fpr, config.seed)
     made = result["n_anomalous"]
     result["source"] = f"{result['n_nominal']} held-out nominal training images" + (
-        f" and {made} copies turned anomalous by the run's supervision ({run.config.supervise_mode})" if made else ""
+        f" and {made} copies turned anomalous by the run's supervision ({config.supervise_mode})" if made else ""
     )
-    evaluation = getattr(run, "evaluation", None)
     if evaluation is not None and len(evaluation.scores):
         # how the calibrated verdict does on the test set (never used to choose it)
         result["test"] = rates(evaluation.scores, evaluation.labels, result["image"]["threshold"])

@@ -18,11 +18,21 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+import matplotlib
 
-from fcdd.config import Config
-from fcdd.io import atomic_write_bytes, atomic_write_text
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fcdd.api import train  # noqa: E402
+from fcdd.config import Config  # noqa: E402
+from fcdd.data.base import DataSplits  # noqa: E402
+from fcdd.data.prepare import prepare_splits  # noqa: E402
+from fcdd.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from fcdd.methods import METHODS  # noqa: E402
+from fcdd.report.gallery import colourise, image_rgb, overlay  # noqa: E402
+from fcdd.rundir import COMPARE, read_config, read_heatmaps, read_metrics, run_or_resume  # noqa: E402
 
 log = logging.getLogger("fcdd")
 
@@ -41,8 +51,6 @@ class MethodRun:
 
 def parse_specs(text: str | list[str]) -> list[tuple[str, str, str | None]]:
     """'hsc,attention-ae:unet' -> [(name, objective, arch)], checked against the registry."""
-    from fcdd.methods import METHODS
-
     items = text.split(",") if isinstance(text, str) else list(text)
     specs = []
     for item in (i.strip() for i in items):
@@ -58,8 +66,6 @@ def parse_specs(text: str | list[str]) -> list[tuple[str, str, str | None]]:
 
 def compare_config(base: Config, objective: str, arch: str | None, out: Path, **overrides) -> Config:
     """The base run's configuration with another objective (nominal-only ones unsupervised)."""
-    from fcdd.methods import METHODS
-
     changes: dict = dict(objective=objective, out=str(out), resume=False, **overrides)
     if not getattr(METHODS.get(objective), "uses_anomalies", True):
         changes["supervise_mode"] = "unsupervised"
@@ -69,30 +75,21 @@ def compare_config(base: Config, objective: str, arch: str | None, out: Path, **
 
 
 def _load_run(name: str, run_dir: Path) -> MethodRun:
-    import json
-
-    from fcdd.run import HEATMAPS, METRICS
-
-    metrics_path, heatmaps_path = run_dir / METRICS, run_dir / HEATMAPS
-    for path in (metrics_path, heatmaps_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} missing: {run_dir} is not a finished run")
-    stored = torch.load(heatmaps_path, map_location="cpu", weights_only=False)
-    return MethodRun(name, run_dir, json.loads(metrics_path.read_text()), stored["heatmaps"], stored["scores"].double().numpy(), list(stored["paths"]))
+    metrics, stored = read_metrics(run_dir), read_heatmaps(run_dir)
+    return MethodRun(name, run_dir, metrics, stored["heatmaps"], stored["scores"].double().numpy(), list(stored["paths"]))
 
 
-def run_method(base: Config, name: str, objective: str, arch: str | None, out: Path, **overrides) -> MethodRun:
-    """Train one compared method unless its run folder is already finished; resume a partial one."""
-    from fcdd.run import execute, is_finished
+def run_method(base: Config, name: str, objective: str, arch: str | None, out: Path, splits: DataSplits | None = None,
+               **overrides) -> MethodRun:
+    """Train one compared method unless its run folder is already finished; resume a partial one.
 
-    if is_finished(out):
-        log.info("compare: %s already finished in %s", name, out)
-        return _load_run(name, out)
+    ``splits``: the base run's prepared data, so every method is tested on the same images
+    (a semi-supervised base run has moved some defects from the test set to training).
+    """
     config = compare_config(base, objective, arch, out, **overrides)
-    if (out / "checkpoint.pt").is_file():
-        config = config.replace(resume=True)
     log.info("compare: training %s into %s", name, out)
-    execute(config)
+    if not run_or_resume(config, lambda c: train(c, splits)):
+        log.info("compare: %s already finished in %s", name, out)
     return _load_run(name, out)
 
 
@@ -113,13 +110,6 @@ def pick_images(kinds: list[str], labels: np.ndarray, scores: np.ndarray, max_co
 
 def comparison_figure(images: torch.Tensor, maps: torch.Tensor | None, titles: list[str], runs: list[MethodRun], picks: list[int], path: Path) -> Path:
     """Rows: input, ground truth, one heatmap row per method (colours scaled per row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fcdd.report.gallery import colourise, image_rgb, overlay
-
     rows = 1 + (maps is not None) + len(runs)
     cols = len(picks)
     fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols + 1.6, 1.55 * rows + 0.3), squeeze=False)
@@ -177,15 +167,14 @@ def compare_run(run_dir: str | Path, methods: str | list[str] = DEFAULT_METHODS,
 
     ``overrides`` (e.g. ``device``, ``threads``, ``epochs``) change every compared run.
     """
-    from fcdd.data import load_data
-
     run_dir = Path(run_dir)
-    base = Config.from_yaml(run_dir / "config.yaml")
+    base = read_config(run_dir)
     reference = _load_run(base.objective, run_dir)
     specs = [s for s in parse_specs(list(methods) if not isinstance(methods, str) else methods) if s[0] != base.objective]
-    out = run_dir / "compare"
-    runs = [reference] + [run_method(base, name, objective, arch, out / name, **overrides) for name, objective, arch in specs]
-    test = load_data(base).test
+    out = run_dir / COMPARE
+    splits = prepare_splits(base)  # the data as the run saw it (semi-supervision takes test defects)
+    runs = [reference] + [run_method(base, name, objective, arch, out / name, splits, **overrides) for name, objective, arch in specs]
+    test = splits.test
     for run in runs:
         if run.paths != list(test.paths):
             raise ValueError(f"{run.run_dir}: its test images differ from {run_dir}'s; cannot compare them")

@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from fcdd.io import atomic_write_text
+from fcdd.presets import PRESETS
+
 
 def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any) -> Any:
     metadata = {"help": help, "choices": choices}
@@ -57,7 +60,7 @@ class Config:
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
     oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)")
-    arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd layers`): ae28, ae32, ae224, ae, unet, vae; default ae (depth by image size) for ae, vae for attention-ae")
+    arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd list`); default ae (depth by image size) for ae, vae for attention-ae")
     loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
     ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
     layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage")
@@ -117,8 +120,6 @@ class Config:
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            from fcdd.io import atomic_write_text
-
             atomic_write_text(path, text)
         return text
 
@@ -138,8 +139,6 @@ class Config:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> Config:
         """A preset's values (see ``fcdd.presets``) with ``overrides`` on top, as ``--preset`` does."""
-        from fcdd.presets import PRESETS
-
         return cls.from_dict({**PRESETS.get(name), "preset": name, **overrides}, source=f"preset {name}")
 
     def replace(self, **changes: Any) -> Config:

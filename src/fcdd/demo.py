@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fcdd.api import train
 from fcdd.config import Config
+from fcdd.rundir import read_metrics, run_or_resume
 
 #: a CPU-friendly setting for the synthetic textures (documented in the README)
 DEMO_OPTIONS = dict(
@@ -31,16 +33,14 @@ def demo_config(out: str | Path, epochs: int | None = None) -> Config:
     return Config(**options)
 
 
-def run_demo(out: str | Path = "runs/demo", epochs: int | None = None):
-    import fcdd
-
+def run_demo(out: str | Path = "runs/demo", epochs: int | None = None) -> dict:
+    """Train the demo (or keep it, when finished before; resume it when interrupted); its metrics."""
     config = demo_config(out, epochs)
     run_dir = Path(config.out)
-    if (run_dir / "checkpoint.pt").exists():
-        config = config.replace(resume=True)
-    run = fcdd.train(config)
-    m = run.metrics
+    if not run_or_resume(config, train):
+        print(f"the demo run in {run_dir} finished before; kept (delete the folder to train again)")
+    m = read_metrics(run_dir)
     print(f"\nimage AUROC: {m['image_auroc']:.4f}")
     print(f"pixel AUROC: {m['pixel_auroc']:.4f}")
     print(f"pictures: {run_dir.resolve()} (report.html, gallery_*.png, roc_*.png, loss.png)")
-    return run
+    return m

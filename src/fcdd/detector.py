@@ -16,46 +16,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fcdd.config import Config
-from fcdd.methods import Method, build_method
-from fcdd.train import SNAPSHOT, pick_device
+from fcdd.evaluation import infer
+from fcdd.preprocess import as_items, iter_batches, prepare_batch
+from fcdd.rundir import Run, method_from_snapshot, read_snapshot
+from fcdd.runtime import pick_device
 
 log = logging.getLogger("fcdd")
-
-
-def read_snapshot(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / SNAPSHOT
-    if not path.is_file():
-        raise FileNotFoundError(f"no snapshot at {path} (expected a run folder or a snapshot.pt)")
-    try:
-        snapshot = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable fcdd snapshot ({err})") from None
-    if not isinstance(snapshot, dict) or "state_dict" not in snapshot or "config" not in snapshot:
-        raise ValueError(f"{path}: not an fcdd snapshot (no config / state_dict)")
-    snapshot["path"] = str(path)
-    return snapshot
-
-
-def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
-    """Rebuild the trained method; weights come from the snapshot, never from the network."""
-    known = {f.name for f in fields(Config)}
-    dropped = sorted(set(snapshot["config"]) - known)
-    if dropped:
-        # options of another fcdd version that this one does not know; weights decide what the model is
-        log.warning("%s: ignoring option(s) this fcdd version does not know: %s", snapshot.get("path", "snapshot"), ", ".join(dropped))
-    config = Config.from_dict({k: v for k, v in snapshot["config"].items() if k in known})
-    method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
-    method.load_state_dict(snapshot["state_dict"])
-    return config, method.eval()
 
 
 @dataclass
@@ -129,7 +101,12 @@ class Detector:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, run_or_snapshot: str | Path, device: str | torch.device = "auto", **options) -> Detector:
+    def load(cls, run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", **options) -> Detector:
+        """From a run folder, a snapshot file or a ``Run`` that wrote its folder."""
+        if isinstance(run_or_snapshot, Run):
+            if run_or_snapshot.out is None:
+                raise ValueError("this run wrote no run folder (train with out=...); nothing to load")
+            run_or_snapshot = run_or_snapshot.out
         return cls(read_snapshot(run_or_snapshot), device, **options)
 
     # --- thresholds ------------------------------------------------------------------------------
@@ -161,22 +138,16 @@ class Detector:
     # --- inference -------------------------------------------------------------------------------
     def prepare(self, images) -> torch.Tensor:
         """Paths, PIL images, arrays or tensors -> a float batch resized exactly as in training."""
-        from fcdd.preprocess import prepare_batch
-
         return prepare_batch(images, self.in_channels, self.image_size)
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores (B,) and heatmaps (B, 1, S, S) on the CPU for a prepared float batch."""
-        from fcdd.evaluation import infer
-
         with self._lock:
             scores, heatmaps = infer(self.method, batch.to(self.device, non_blocking=True))
             return scores.float().cpu(), heatmaps.float().cpu()
 
     def infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores (N,) and heatmaps (N, 1, S, S) in one pass; files are decoded in threads, batches ahead."""
-        from fcdd.preprocess import as_items, iter_batches
-
         if isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point() \
                 and tuple(images.shape[1:]) == (self.in_channels, self.image_size, self.image_size):
             loaded = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
@@ -218,7 +189,7 @@ class Detector:
         }
 
 
-def load(run_or_snapshot: str | Path, device: str | torch.device = "auto", **options) -> Detector:
+def load(run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", **options) -> Detector:
     return Detector.load(run_or_snapshot, device, **options)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcdd.detector import method_from_snapshot, read_snapshot
+from fcdd.data.prepare import prepare_splits
 from fcdd.evaluation import evaluate
 from fcdd.io import atomic_write_json
-from fcdd.train import pick_device, prepare_splits
+from fcdd.rundir import METRICS, method_from_snapshot, read_snapshot
+from fcdd.runtime import pick_device
 
 
 def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
@@ -18,5 +19,5 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
     splits = prepare_splits(config)
     evaluation = evaluate(method.to(dev), splits.test, config.eval_batch_size, dev)
     metrics = {**snapshot.get("metrics", {}), **evaluation.metrics()}
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / METRICS, metrics)
     return metrics

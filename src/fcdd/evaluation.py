@@ -86,3 +86,27 @@ def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch
         pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
         pixel_roc=pixel.curve() if with_maps else None,
     )
+
+
+def evaluation_from_scores(
+    scores: np.ndarray, labels: np.ndarray, heatmaps: torch.Tensor, kinds: list[str], paths: list[str], test: ImageSet,
+) -> Evaluation:
+    """An ``Evaluation`` from stored scores and heatmaps and the test set's ground-truth maps
+    (a finished run read back without scoring its test set again)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    with_maps = test.has_maps
+    pixel = StreamingAUROC()
+    if with_maps:
+        for start in range(0, len(test), 64):
+            pixel.update(heatmaps[start : start + 64].float(), test.maps[start : start + 64] > 0)
+    return Evaluation(
+        scores=scores,
+        labels=np.asarray(labels),
+        kinds=list(kinds or test.kinds),
+        paths=list(paths or test.paths),
+        heatmaps=heatmaps,
+        image_auroc=auroc(scores, labels),
+        pixel_auroc=pixel.compute() if with_maps else None,
+        pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
+        pixel_roc=pixel.curve() if with_maps else None,
+    )

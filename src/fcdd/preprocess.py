@@ -98,35 +98,41 @@ def as_items(images) -> list:
 
 
 class ImageRejected(ValueError):
-    """An upload that is not an acceptable image; ``status`` is the HTTP code that says why."""
+    """An upload that is not an acceptable image; ``reason`` says why, as one of ``REASONS``
+    (a server maps each to its own status code)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    REASONS = ("empty", "unknown_format", "too_large", "corrupt")
+
+    def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
-        self.status = status
+        if reason not in self.REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        self.reason = reason
 
 
 def decode_bytes(data: bytes, max_pixels: int = 40_000_000, max_side: int = 16384) -> Image.Image:
-    """Decode an uploaded file fully; 415 when no image format is recognised, 413 when too large,
-    422 when the format is known but the data are truncated or corrupt."""
+    """Decode an uploaded file fully; rejected as ``unknown_format`` when no image format is
+    recognised, ``too_large`` past the limits, ``corrupt`` when the format is known but the data
+    are truncated or corrupt, ``empty`` for no data."""
     if not data:
-        raise ImageRejected("empty upload", 422)
+        raise ImageRejected("empty upload", "empty")
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageRejected("not a supported image format (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM)", 415) from None
+        raise ImageRejected("not a supported image format (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM)", "unknown_format") from None
     except Image.DecompressionBombError as err:
-        raise ImageRejected(f"image too large: {err}", 413) from None
+        raise ImageRejected(f"image too large: {err}", "too_large") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageRejected(f"cannot decode the image ({err})", 422) from None
+        raise ImageRejected(f"cannot decode the image ({err})", "corrupt") from None
     width, height = image.size
     if width > max_side or height > max_side or width * height > max_pixels:
-        raise ImageRejected(f"image is {width}x{height}; the limit is {max_side} px a side and {max_pixels} pixels", 413)
+        raise ImageRejected(f"image is {width}x{height}; the limit is {max_side} px a side and {max_pixels} pixels", "too_large")
     try:
         image.load()
     except Image.DecompressionBombError as err:
-        raise ImageRejected(f"image too large: {err}", 413) from None
+        raise ImageRejected(f"image too large: {err}", "too_large") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageRejected(f"cannot decode the image: truncated or corrupt {image.format} data ({err})", 422) from None
+        raise ImageRejected(f"cannot decode the image: truncated or corrupt {image.format} data ({err})", "corrupt") from None
     return image
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -21,15 +21,33 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **info: Any) -> Callable[[T], T]:
+        """Decorator; ``info`` holds what callers may ask about the entry without building it
+        (for a data set: how its classes are listed)."""
+
         def decorator(item: T) -> T:
             if name in self._items and self._items[name] is not item:
                 raise KeyError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = item
+            self._info[name] = dict(info)
             return item
 
         return decorator
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register throwaway plug-ins clean up with it)."""
+        self._items.pop(name, None)
+        self._info.pop(name, None)
+
+    def info(self, name: str) -> dict[str, Any]:
+        self.get(name)  # unknown name: the helpful KeyError
+        return self._info[name]
+
+    def items(self) -> list[tuple[str, T]]:
+        """Entries in registration order (where order matters, e.g. generated data)."""
+        return list(self._items.items())
 
     def get(self, name: str) -> T:
         try:

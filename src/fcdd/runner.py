@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-import fcdd
+from fcdd.api import train
 from fcdd.config import Config
-from fcdd.data.base import DataError
+from fcdd.data.base import DATASETS, DataError
 from fcdd.io import atomic_write_json, atomic_write_text
 from fcdd.metrics import roc_curve
-from fcdd.run import HEATMAPS, METRICS, is_finished, run_logging
-from fcdd.train import CHECKPOINT
+from fcdd.report.plots import plot_mean_roc
+from fcdd.rundir import CONFIG, METRICS, is_finished, read_heatmaps, read_metrics, run_or_resume
+from fcdd.runtime import run_logging
 
 log = logging.getLogger("fcdd")
-
-#: data sets whose classes are category folders below --data
-FOLDER_DATASETS = ("mvtec", "btad", "synthetic")
-#: data sets with numbered classes
-NUMBERED_CLASSES = {"mnist": 10, "fmnist": 10, "fmnist_corrupted": 10, "emnist": 26, "cifar10": 10, "cifar100": 100}
 
 
 @dataclass(frozen=True)
@@ -48,15 +42,11 @@ class Job:
 
 
 def discover_classes(config: Config) -> list[str]:
-    if config.dataset in FOLDER_DATASETS and config.data:
-        root = Path(config.data)
-        classes = sorted(p.name for p in root.iterdir() if (p / "train").is_dir()) if root.is_dir() else []
-        if not classes:
-            raise DataError(f"{root}: no category folders (with train/) to run over; give --classes")
-        return classes
-    if config.dataset in NUMBERED_CLASSES:
-        return [str(i) for i in range(NUMBERED_CLASSES[config.dataset])]
-    raise DataError(f"cannot list the classes of data set {config.dataset}; give --classes")
+    """The classes the data set's registration says how to list (``classes=`` info)."""
+    classes = DATASETS.info(config.dataset).get("classes")
+    if classes is None:
+        raise DataError(f"cannot list the classes of data set {config.dataset}; give --classes")
+    return classes(config)
 
 
 def jobs_for(out: Path, classes: list[str], seeds: int) -> list[Job]:
@@ -73,7 +63,7 @@ def run_experiment(config: Config, classes: list[str] | None, seeds: int) -> dic
     classes = classes or discover_classes(config)
     jobs = jobs_for(out, classes, seeds)
     out.mkdir(parents=True, exist_ok=True)
-    config.replace(out=str(out), category=None).to_yaml(out / "config.yaml")
+    config.replace(out=str(out), category=None).to_yaml(out / CONFIG)
     with run_logging(out):
         _run_jobs(config, jobs)
         return aggregate(out, classes, seeds)
@@ -83,15 +73,11 @@ def _run_jobs(config: Config, jobs: list[Job]) -> None:
     bar = tqdm(jobs, desc="classes x seeds", unit="run")
     for n, job in enumerate(bar, 1):
         bar.set_postfix_str(f"class {job.cls} seed {job.seed_index}")
-        if job.finished:
+        run_config = config.replace(category=job.cls, seed=config.seed + job.seed_index, out=str(job.out))
+        if not run_or_resume(run_config, train):
             log.info("[%d/%d] class %s seed %d: finished before, kept", n, len(jobs), job.cls, job.seed_index)
             continue
-        run_config = config.replace(
-            category=job.cls, seed=config.seed + job.seed_index, out=str(job.out),
-            resume=(job.out / CHECKPOINT).is_file(),
-        )
-        run = fcdd.train(run_config)
-        m = run.metrics
+        m = read_metrics(job.out)
         log.info("[%d/%d] class %s seed %d: image AUROC %.4f, pixel AUROC %s", n, len(jobs), job.cls, job.seed_index,
                  m["image_auroc"], "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}")
 
@@ -104,16 +90,14 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def aggregate(out: Path, classes: list[str], seeds: int) -> dict:
-    from fcdd.report.plots import plot_mean_roc
-
     rows = []
     for cls in classes:
         metrics, curves = [], []
         for job in jobs_for(out, [cls], seeds):
             if not job.finished:
                 continue
-            metrics.append(json.loads((job.out / METRICS).read_text()))
-            stored = torch.load(job.out / HEATMAPS, map_location="cpu", weights_only=False)
+            metrics.append(read_metrics(job.out))
+            stored = read_heatmaps(job.out)
             fpr, tpr, _ = roc_curve(stored["scores"].numpy(), stored["labels"].numpy())
             curves.append((fpr, tpr, metrics[-1]["image_auroc"]))
         image = _mean_std([m["image_auroc"] for m in metrics])
@@ -135,7 +119,7 @@ def aggregate(out: Path, classes: list[str], seeds: int) -> dict:
         "pixel_auroc": pixel_all[0],
         "seeds": seeds,
     }
-    atomic_write_json(out / "metrics.json", summary)
+    atomic_write_json(out / METRICS, summary)
     atomic_write_text(out / "results.csv", to_csv(rows))
     atomic_write_text(out / "results.md", to_markdown(rows, summary))
     return summary

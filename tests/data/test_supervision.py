@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from fcdd.config import Config
+from fcdd.data import prepare_splits
 from fcdd.data.noise import NOISE
 from fcdd.data.supervision import build_supervision
-from fcdd.train import prepare_splits
 
 
 def batch(n=8, c=3, s=32):

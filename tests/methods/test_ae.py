@@ -7,7 +7,7 @@ import torch
 
 from fcdd.methods import build_method
 from fcdd.models.autoencoders import build_autoencoder
-from fcdd.run import execute
+from fcdd.training import execute
 
 
 @pytest.mark.parametrize(("arch", "size"), [("ae28", 28), ("ae28", 56), ("ae32", 32), ("ae32", 64), ("ae224", 64), ("ae", 48), ("unet", 32), ("vae", 28)])

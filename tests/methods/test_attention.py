@@ -7,7 +7,7 @@ import torch
 
 from fcdd.detector import Detector
 from fcdd.methods import build_method
-from fcdd.run import execute
+from fcdd.training import execute
 
 
 @pytest.mark.parametrize("arch", ["unet", "vae"])

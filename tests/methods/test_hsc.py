@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fcdd.methods import build_method
-from fcdd.run import execute
+from fcdd.training import execute
 
 
 def test_hsc_trains_and_lowers_its_loss(tiny_config):

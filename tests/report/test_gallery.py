@@ -158,13 +158,13 @@ def test_training_galleries_show_both_labels(report_run):
 
 def test_preview_batch_is_augmented_supervised_and_fixed(report_run, tmp_path):
     config, splits = report_run.config, report_run.splits
-    batch = preview_batch(config, splits, n=4)
-    again = preview_batch(config, splits, n=4)
+    batch = preview_batch(config, splits, report_run.supervision, n=4)
+    again = preview_batch(config, splits, report_run.supervision, n=4)
     assert torch.equal(batch.images, again.images)
     assert int(batch.labels.sum()) == 4 and len(batch.labels) == 8
     anomalous = batch.labels == 1
     assert (batch.maps[anomalous].flatten(1).sum(1) > 0).all()
     assert (batch.maps[~anomalous] == 0).all()
-    info = write_preview(config, splits, tmp_path / "ds_preview.png", n=4)
+    info = write_preview(config, splits, report_run.supervision, tmp_path / "ds_preview.png", n=4)
     assert info["anomalous"] == 4 and Image.open(tmp_path / "ds_preview.png").size[0] > 4 * 32
     assert (Path(report_run.out) / "ds_preview.png").is_file()

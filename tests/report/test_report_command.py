@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fcdd.cli import main
-from fcdd.report import load_run
+from fcdd.rundir import load_run
 
 REBUILT = ("loss.png", "loss.pdf", "roc_image.png", "roc_image.json", "roc_pixel.pdf", "ds_preview.png", "galleries.json",
            "gallery_test_global_local.png", "gallery_train_nominal_semi_global.png", "report.html")
@@ -84,7 +84,7 @@ def test_report_without_ground_truth_maps_or_training_anomalies(report_run, tmp_
     splits = replace(report_run.splits, test=test)
     evaluation = replace(report_run.evaluation, pixel_auroc=None, pixel_auroc_error_bound=None, pixel_roc=None)
     config = report_run.config.replace(supervise_mode="unsupervised", out=str(tmp_path))
-    run = replace(report_run, config=config, splits=splits, evaluation=evaluation, out=tmp_path)
+    run = replace(report_run, config=config, splits=splits, evaluation=evaluation, out=tmp_path, supervision=None)
     written = write_report(run)
     assert "roc_pixel" not in written and not (tmp_path / "roc_pixel.png").exists()
     layouts = json.loads((tmp_path / "galleries.json").read_text())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fcdd.cli import command
+from pathlib import Path
+
+from fcdd.commands.base import command
+from fcdd.compare import compare_run
+from fcdd.rundir import COMPARE
 
 
 def _arguments(p) -> None:
@@ -16,12 +20,8 @@ def _arguments(p) -> None:
 
 @command("compare", "train baselines (HSC, AE, attention AE) on a run's configuration and compare heatmaps and AUROC", _arguments)
 def cmd_compare(args) -> None:
-    from pathlib import Path
-
-    from fcdd.compare import compare_run
-
     overrides = {k: v for k, v in (("device", args.device), ("threads", args.threads)) if v is not None}
     compare_run(args.run, args.methods, max_columns=args.max_columns, **overrides)
-    out = Path(args.run) / "compare"
+    out = Path(args.run) / COMPARE
     print((out / "metrics.md").read_text(), end="")
     print(f"figure: {out / 'comparison.png'}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from fcdd.cli import command
+from fcdd.commands.base import command
+from fcdd.export import export
 
 
 def _arguments(p) -> None:
@@ -16,7 +17,5 @@ def _arguments(p) -> None:
 
 @command("export", "export a trained model (scores + heatmaps) to TorchScript or ONNX, checked against PyTorch", _arguments)
 def cmd_export(args) -> None:
-    from fcdd.export import export
-
     report = export(args.run, args.format, args.out, args.tolerance)
     print(json.dumps({k: report[k] for k in ("path", "bytes", "max_abs_diff_scores", "max_abs_diff_heatmaps", "tolerance", "ok")}))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from fcdd.cli import command
+from fcdd.commands.base import command
+from fcdd.methods.attention_ae import default_layer
+from fcdd.models import NETS, build_net
+from fcdd.models.autoencoders import ENCODER_DECODERS, build_autoencoder
 
 
 def _arguments(p) -> None:
-    p.add_argument("--arch", required=True, help="encoder-decoder (ae28, ae32, ae224, ae, unet, vae) or network (see `fcdd list`)")
+    p.add_argument("--arch", required=True, help="encoder-decoder or network (see `fcdd list`)")
     p.add_argument("--image-size", type=int, default=64, help="input side used to show output shapes (default: 64)")
     p.add_argument("--channels", type=int, default=3, help="input channels (default: 3)")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: 1.0)")
@@ -16,9 +19,6 @@ def _arguments(p) -> None:
 
 def layer_table(arch: str, image_size: int = 64, channels: int = 3, width: float = 1.0) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """(name, module type, output shape for one image) of every named module of ``arch``."""
-    from fcdd.models import NETS, build_net
-    from fcdd.models.autoencoders import ENCODER_DECODERS, build_autoencoder
-
     if arch in ENCODER_DECODERS:
         net = build_autoencoder(arch, channels, image_size, width=width)
     elif arch in NETS:
@@ -47,12 +47,7 @@ def layer_table(arch: str, image_size: int = 64, channels: int = 3, width: float
 def cmd_layers(args) -> None:
     rows = layer_table(args.arch, args.image_size, args.channels, args.width)
     default = None
-    from fcdd.models.autoencoders import ENCODER_DECODERS
-
     if args.arch in ENCODER_DECODERS:
-        from fcdd.methods.attention_ae import default_layer
-        from fcdd.models.autoencoders import build_autoencoder
-
         default = default_layer(build_autoencoder(args.arch, args.channels, args.image_size, width=args.width))
     width = max(len(name) for name, _, _ in rows)
     for name, kind, shape in rows:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from fcdd.cli import command
+from fcdd.commands.base import command
+from fcdd.data.base import DataError
+from fcdd.detector import Detector
+from fcdd.predict import predict_files, summary
 
 
 def add_device_flags(p) -> None:
@@ -26,19 +30,12 @@ def _arguments(p) -> None:
 
 
 def detector_from_args(args):
-    from fcdd.detector import Detector
-
     return Detector.load(args.run, device=args.device, threshold=args.threshold, pixel_threshold=args.pixel_threshold,
                          batch_size=args.batch_size, workers=args.workers)
 
 
 @command("predict", "score image files with a trained model: predictions.csv/json and overlay PNGs", _arguments)
 def cmd_predict(args) -> None:
-    from pathlib import Path
-
-    from fcdd.data.base import DataError
-    from fcdd.predict import predict_files, summary
-
     detector = detector_from_args(args)
     if detector.threshold is None:
         print("fcdd predict: note: the run has no calibrated threshold (trained with --holdout 0?); "

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fcdd.cli import command
+from fcdd.commands.base import command
+from fcdd.report import write_report
+from fcdd.report.gallery import check_alpha
+from fcdd.rundir import load_run
+from fcdd.runtime import run_logging
 
 
 def _arguments(p) -> None:
@@ -17,10 +21,6 @@ def _arguments(p) -> None:
 
 @command("report", "rebuild a finished run's plots, galleries and report.html without retraining", _arguments)
 def cmd_report(args) -> None:
-    from fcdd.report import load_run, write_report
-    from fcdd.report.gallery import check_alpha
-    from fcdd.run import run_logging
-
     if args.overlay_alpha is not None:
         check_alpha(args.overlay_alpha)
     started = time.perf_counter()

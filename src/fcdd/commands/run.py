@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcdd.cli import add_config_flags, command, config_from_args
+from fcdd.commands.base import add_config_flags, command, config_from_args
+from fcdd.runner import run_experiment
 
 
 def _arguments(parser) -> None:
@@ -15,8 +16,6 @@ def _arguments(parser) -> None:
 
 @command("run", "train one model per class and seed (resumable) and aggregate the results", _arguments)
 def cmd_run(args) -> None:
-    from fcdd.runner import run_experiment
-
     config = config_from_args(args)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     run_experiment(config, classes, args.seeds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fcdd.cli import command
+from fcdd.commands.base import command
 
 
 def _arguments(p) -> None:

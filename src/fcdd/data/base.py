@@ -7,6 +7,7 @@ what a training step waits for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,22 +91,45 @@ class DataSplits:
     train_anomalies: ImageSet | None = None
     #: nominal training images held out of training to calibrate thresholds
     holdout: ImageSet | None = None
-    #: set once the supervision has taken what it needs from the splits (see train.prepare_splits)
+    #: what a run sees (``fcdd.data.prepare_splits``): hold-out and supervision's share taken
     prepared: bool = False
 
     def split_holdout(self, fraction: float, seed: int) -> DataSplits:
-        """Move a random ``fraction`` of the nominal training images to ``holdout`` (at least 2 stay)."""
+        """New splits with a random ``fraction`` of the nominal training images moved to ``holdout``
+        (at least 2 stay); ``seed`` is the split's own stream. Splits that hold some out already
+        are returned as they are."""
         n = len(self.train)
         k = min(int(round(n * fraction)), max(n - 2, 0))
         if k <= 0 or self.holdout is not None:
             return self
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
-        self.holdout = self.train.subset(order[:k].sort().values)
-        self.train = self.train.subset(order[k:].sort().values)
-        return self
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return dataclasses.replace(
+            self, holdout=self.train.subset(order[:k].sort().values), train=self.train.subset(order[k:].sort().values),
+            notes=list(self.notes),
+        )
 
 
+#: data set readers ``(config) -> DataSplits``; ``classes=`` info ``(config) -> list[str]`` lists
+#: the classes ``fcdd run`` iterates over
 DATASETS: Registry[Callable[[Config], DataSplits]] = Registry("dataset")
+
+
+def category_folders(config: Config) -> list[str]:
+    """Classes of folder layouts: the category folders (with ``train/``) below ``--data``."""
+    root = Path(config.data) if config.data else None
+    classes = sorted(p.name for p in root.iterdir() if (p / "train").is_dir()) if root and root.is_dir() else []
+    if not classes:
+        raise DataError(f"{root}: no category folders (with train/) to run over; give --classes")
+    return classes
+
+
+def numbered_classes(n: int) -> Callable[[Config], list[str]]:
+    """Classes of one-vs-rest sets: their label indices."""
+
+    def classes(config: Config) -> list[str]:
+        return [str(i) for i in range(n)]
+
+    return classes
 
 
 # --- decoding ------------------------------------------------------------------------------------

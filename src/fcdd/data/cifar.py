@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fcdd.data.base import DATASETS, DataError, DataSplits
+from fcdd.data.base import DATASETS, DataError, DataSplits, numbered_classes
+from fcdd.data.download import download
 from fcdd.data.idx import one_vs_rest
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 def _folder(config: Config, names: tuple[str, ...], dataset: str) -> Path:
     root = Path(config.data or config.datadir or "")
     if not config.data and config.download:
-        from fcdd.data.download import download
-
         download(dataset, root)
     for candidate in (root, *(root / n for n in names)):
         if candidate.is_dir() and ((candidate / "test_batch").is_file() or (candidate / "test").is_file()):
@@ -49,7 +48,7 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", classes=numbered_classes(10))
 def cifar10(config: Config) -> DataSplits:
     folder = _folder(config, ("cifar-10-batches-py",), "cifar10")
     train_files = sorted(folder.glob("data_batch_*"))
@@ -60,7 +59,7 @@ def cifar10(config: Config) -> DataSplits:
     return one_vs_rest(config, "cifar10", train, test, CIFAR10_CLASSES, channels=3)
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100", classes=numbered_classes(100))
 def cifar100(config: Config) -> DataSplits:
     """CIFAR-100 with its 100 fine labels (``--category`` is a fine-label index)."""
     folder = _folder(config, ("cifar-100-python",), "cifar100")

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fcdd.data.base import DATASETS, DataSplits, ImageSet
+from fcdd.data.base import DATASETS, DataSplits, ImageSet, numbered_classes
 from fcdd.data.idx import fmnist
 from fcdd.data.noise.confetti import confetti
-from fcdd.data.supervision import random_patch
+from fcdd.data.noise.shapes import random_patch
 
 if TYPE_CHECKING:
     from fcdd.config import Config
@@ -39,7 +39,7 @@ def corrupt(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Ten
     return (out * 255).round().byte(), masks.byte(), kinds
 
 
-@DATASETS.register("fmnist_corrupted")
+@DATASETS.register("fmnist_corrupted", classes=numbered_classes(10))
 def fmnist_corrupted(config: Config) -> DataSplits:
     base = fmnist(config)
     nominal = base.test.subset((base.test.labels == 0).nonzero().squeeze(1))

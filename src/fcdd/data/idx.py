@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fcdd.data.base import DATASETS, DataError, DataSplits, from_arrays
+from fcdd.data.base import DATASETS, DataError, DataSplits, from_arrays, numbered_classes
+from fcdd.data.download import download
 
 if TYPE_CHECKING:
     from fcdd.config import Config
@@ -94,8 +95,6 @@ def parse_class(category: str | None, classes: list[int], class_names: list[str]
 def _root(config: Config, dataset: str) -> Path:
     root = Path(config.data or config.datadir or "")
     if not config.data and config.download:
-        from fcdd.data.download import download
-
         download(dataset, root)
     if not root.is_dir():
         raise DataError(f"{root}: {dataset} folder not found (give --data DIR with the IDX files)")
@@ -108,19 +107,19 @@ def _root(config: Config, dataset: str) -> Path:
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", classes=numbered_classes(10))
 def mnist(config: Config) -> DataSplits:
     root = _root(config, "mnist")
     return one_vs_rest(config, "mnist", load_idx_split(root, "train"), load_idx_split(root, "test"))
 
 
-@DATASETS.register("fmnist")
+@DATASETS.register("fmnist", classes=numbered_classes(10))
 def fmnist(config: Config) -> DataSplits:
     root = _root(config, "fmnist")
     return one_vs_rest(config, "fmnist", load_idx_split(root, "train"), load_idx_split(root, "test"), FASHION_CLASSES)
 
 
-@DATASETS.register("emnist")
+@DATASETS.register("emnist", classes=numbered_classes(26))
 def emnist(config: Config) -> DataSplits:
     root = _root(config, "emnist")
     return one_vs_rest(config, "emnist", load_idx_split(root, "train", True), load_idx_split(root, "test", True))

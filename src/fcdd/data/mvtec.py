@@ -21,6 +21,7 @@ from fcdd.data.base import (
     DataError,
     DataSplits,
     ImageSet,
+    category_folders,
     decide_channels,
     list_images,
     load_images,
@@ -128,7 +129,7 @@ class MVTecLayout:
         return train, test
 
 
-@DATASETS.register("mvtec")
+@DATASETS.register("mvtec", classes=category_folders)
 def mvtec(config: Config) -> DataSplits:
     if not config.data:
         raise DataError("the mvtec data set needs --data (a category folder or a folder of categories)")
@@ -137,4 +138,4 @@ def mvtec(config: Config) -> DataSplits:
     return DataSplits(train, test, name=root.name)
 
 
-DATASETS.register("btad")(mvtec)
+DATASETS.register("btad", classes=category_folders)(mvtec)

@@ -6,6 +6,7 @@ augmented) and returns the batch to train on, with labels and ground-truth maps.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fcdd.data.noise import NOISE
+from fcdd.data.noise.shapes import random_patch
 from fcdd.registry import Registry
 
 if TYPE_CHECKING:
@@ -33,19 +35,6 @@ def anomaly_count(batch_size: int, fraction: float) -> int:
     return int(round(batch_size * fraction))
 
 
-def random_patch(shape: torch.Size, generator: torch.Generator, device) -> torch.Tensor:
-    """Masks (B, 1, H, W) of one random rectangle each, a quarter to a half of each side."""
-    b, _, h, w = shape
-    ph = (0.25 + 0.25 * torch.rand(b, generator=generator)) * h
-    pw = (0.25 + 0.25 * torch.rand(b, generator=generator)) * w
-    top = torch.rand(b, generator=generator) * (h - ph)
-    left = torch.rand(b, generator=generator) * (w - pw)
-    ys = torch.arange(h).view(1, h, 1)
-    xs = torch.arange(w).view(1, 1, w)
-    inside = (ys >= top.view(b, 1, 1)) & (ys < (top + ph).view(b, 1, 1)) & (xs >= left.view(b, 1, 1)) & (xs < (left + pw).view(b, 1, 1))
-    return inside[:, None].float().to(device)
-
-
 class Supervision:
     def __init__(self, config: Config, splits: DataSplits) -> None:
         self.config = config
@@ -57,9 +46,17 @@ class Supervision:
     def describe(self) -> str:
         return type(self).__name__
 
+    def with_fraction(self, fraction: float) -> Supervision:
+        """The same supervision (same pools, nothing rebuilt) making ``fraction`` of each batch
+        anomalous: calibration wants every image turned, galleries and the preview half."""
+        clone = copy.copy(self)
+        clone.fraction = fraction
+        return clone
+
     @classmethod
-    def adjust_splits(cls, config: Config, splits: DataSplits) -> None:
-        """Take what the mode needs from the data before training (once per run); default: nothing."""
+    def adjust_splits(cls, config: Config, splits: DataSplits) -> DataSplits:
+        """New splits with what the mode needs taken from the data before training; default: as given."""
+        return splits
 
 
 SUPERVISION: Registry[Callable[[Config, DataSplits], Supervision]] = Registry("supervision mode")
@@ -87,8 +84,8 @@ class NoiseSupervision(Supervision):
         return anomaly_count(len(images), self.fraction)
 
     @classmethod
-    def adjust_splits(cls, config, splits) -> None:
-        NOISE.get(config.noise_mode).adjust_splits(config, splits)
+    def adjust_splits(cls, config, splits):
+        return NOISE.get(config.noise_mode).adjust_splits(config, splits)
 
 
 @SUPERVISION.register("malformed_normal")

@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fcdd.data.base import DATASETS, DataSplits
+from fcdd.data.base import DATASETS, DataSplits, category_folders
 from fcdd.data.mvtec import MVTecLayout
+from fcdd.registry import Registry
 
 if TYPE_CHECKING:
     from fcdd.config import Config
 
 TEXTURES = ("gravel", "grass", "brick")
-DEFECTS: dict[str, Callable[[Image.Image, ImageDraw.ImageDraw, ImageDraw.ImageDraw, np.random.Generator], None]] = {}
+#: drawn defect types: ``draw(image, image_draw, mask_draw, rng)``; generated in registration order
+DEFECTS: Registry[Callable[[Image.Image, ImageDraw.ImageDraw, ImageDraw.ImageDraw, np.random.Generator], None]] = Registry("synthetic defect")
 
 
 def texture(name: str) -> np.ndarray:
@@ -35,11 +37,7 @@ def texture(name: str) -> np.ndarray:
 
 
 def defect(name: str):
-    def register(draw_fn):
-        DEFECTS[name] = draw_fn
-        return draw_fn
-
-    return register
+    return DEFECTS.register(name)
 
 
 def _point(rng: np.random.Generator, size: int, margin: float = 0.15) -> tuple[float, float]:
@@ -167,7 +165,7 @@ def default_location() -> Path:
     return Path.home() / ".cache" / "fcdd" / "synthetic"
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", classes=category_folders)
 def synthetic(config: Config) -> DataSplits:
     """Generated on first use (into ``--data`` or the user cache) and then read as MVTec layout."""
     category = config.category or TEXTURES[0]

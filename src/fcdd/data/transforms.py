@@ -10,6 +10,7 @@ jitter and optional pixel noise; evaluation uses the resized image only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -95,3 +96,25 @@ def brightness_contrast(images: torch.Tensor, strength: float, generator: torch.
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     images = (images - mean) * contrast + mean + brightness
     return images.clamp(0, 1) if clamp else images
+
+
+def gaussian_1d(size: int, std: float) -> torch.Tensor:
+    """A ``size``-long Gaussian whose values sum to one."""
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * std**2))
+    return g / g.sum()
+
+
+def gaussian_kernel(size: int, std: float) -> torch.Tensor:
+    """A ``size`` x ``size`` Gaussian whose values sum to one."""
+    g = gaussian_1d(size, std)
+    return g[:, None] * g[None, :]
+
+
+def blur(maps: torch.Tensor, std: float) -> torch.Tensor:
+    """Gaussian blur (same size) for gradient and reconstruction heatmaps."""
+    if std <= 0:
+        return maps
+    size = 2 * math.ceil(2 * std) + 1
+    kernel = gaussian_kernel(size, std).to(maps)[None, None].expand(maps.shape[1], 1, size, size)
+    return F.conv2d(F.pad(maps, [size // 2] * 4, mode="replicate"), kernel, groups=maps.shape[1])

@@ -8,28 +8,21 @@ for comparison.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcdd.data.transforms import blur, gaussian_1d, gaussian_kernel
 from fcdd.models.base import ReceptiveField
+from fcdd.registry import Registry
+
+#: how output maps become heatmaps (``--upsample``): classes taking (receptive field, std)
+UPSAMPLERS: Registry[Callable[[ReceptiveField, float | None], nn.Module]] = Registry("upsampling")
 
 
-def gaussian_1d(size: int, std: float) -> torch.Tensor:
-    """A ``size``-long Gaussian whose values sum to one."""
-    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * std**2))
-    return g / g.sum()
-
-
-def gaussian_kernel(size: int, std: float) -> torch.Tensor:
-    """A ``size`` x ``size`` Gaussian whose values sum to one."""
-    g = gaussian_1d(size, std)
-    return g[:, None] * g[None, :]
-
-
+@UPSAMPLERS.register("gaussian")
 class GaussianUpsample(nn.Module):
     """Transposed convolution with a receptive-field-sized Gaussian, cropped to the input size.
 
@@ -71,6 +64,7 @@ class GaussianUpsample(nn.Module):
         return up[..., top : top + out_h, top : top + out_w]
 
 
+@UPSAMPLERS.register("bilinear")
 class BilinearUpsample(nn.Module):
     def __init__(self, field: ReceptiveField | None = None, std: float | None = None) -> None:
         super().__init__()
@@ -80,20 +74,10 @@ class BilinearUpsample(nn.Module):
         return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-UPSAMPLERS = {"gaussian": GaussianUpsample, "bilinear": BilinearUpsample}
-
-
 def make_upsampler(kind: str, field: ReceptiveField, std: float | None = None) -> nn.Module:
-    try:
-        return UPSAMPLERS[kind](field, std)
-    except KeyError:
-        raise ValueError(f"unknown upsampling {kind!r}; choose one of {sorted(UPSAMPLERS)}") from None
+    if kind not in UPSAMPLERS:
+        raise ValueError(f"unknown upsampling {kind!r}; choose one of {UPSAMPLERS.names()}")
+    return UPSAMPLERS.get(kind)(field, std)
 
 
-def blur(maps: torch.Tensor, std: float) -> torch.Tensor:
-    """Gaussian blur (same size) for gradient and reconstruction heatmaps."""
-    if std <= 0:
-        return maps
-    size = 2 * math.ceil(2 * std) + 1
-    kernel = gaussian_kernel(size, std).to(maps)[None, None].expand(maps.shape[1], 1, size, size)
-    return F.conv2d(F.pad(maps, [size // 2] * 4, mode="replicate"), kernel, groups=maps.shape[1])
+__all__ = ["BilinearUpsample", "GaussianUpsample", "blur", "gaussian_1d", "gaussian_kernel", "make_upsampler", "UPSAMPLERS"]

@@ -24,6 +24,9 @@ class Method(nn.Module):
     heatmaps_need_grad: bool = False
     #: whether the method can use synthetic/real anomalies in training (else nominal only)
     uses_anomalies: bool = True
+    #: how it learns: gradient steps over epochs (``training_loss``), or one pass over the
+    #: nominal images (``fit``) with no optimiser, epochs or synthetic anomalies
+    learns_by_gradient: bool = True
 
     def __init__(self, config: Config, in_channels: int) -> None:
         super().__init__()
@@ -34,6 +37,11 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def fit(self, train_images: torch.Tensor, batch_size: int, device: torch.device | str) -> None:
+        """Methods that do not learn by gradient: learn from the nominal images (uint8) in one
+        pass and keep what they learnt in buffers, so that it is part of the snapshot."""
         raise NotImplementedError
 
     def after_training(self, train_images: torch.Tensor, batch_size: int, device: torch.device | str) -> None:

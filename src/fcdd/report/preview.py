@@ -12,20 +12,21 @@ from pathlib import Path
 import torch
 
 from fcdd.config import Config
-from fcdd.data import DataSplits
-from fcdd.data.supervision import Batch, build_supervision
+from fcdd.data.base import DataSplits
+from fcdd.data.supervision import Batch, Supervision
 from fcdd.data.transforms import Augment, to_float
 from fcdd.report.gallery import Panel, image_rgb, render, save_png, truth_rgb
+from fcdd.runtime import derived_seed
 
 
-def preview_batch(config: Config, splits: DataSplits, n: int = 8, seed: int | None = None) -> Batch:
+def preview_batch(config: Config, splits: DataSplits, supervision: Supervision, n: int = 8, seed: int | None = None) -> Batch:
     """``2 n`` random training images, augmented, half of them turned anomalous by the supervision.
 
     The supervision runs with an anomaly fraction of one half (whatever the run's fraction) so
     both kinds are shown; unsupervised runs give nominal images only.
     """
     seed = config.seed if seed is None else seed
-    generator = torch.Generator().manual_seed(seed + 104729)
+    generator = torch.Generator().manual_seed(derived_seed(seed, "preview"))
     train = splits.train
     if len(train) == 0:
         raise ValueError("no training images to preview")
@@ -33,13 +34,12 @@ def preview_batch(config: Config, splits: DataSplits, n: int = 8, seed: int | No
     images = to_float(train.images[pick])
     maps = train.maps[pick].float()
     images, maps = Augment.from_config(config)(images, maps, generator)
-    supervision = build_supervision(config.replace(anomaly_fraction=0.5), splits)
-    return supervision(images, maps, generator)
+    return supervision.with_fraction(0.5)(images, maps, generator)
 
 
-def write_preview(config: Config, splits: DataSplits, path: Path, n: int = 8) -> dict:
+def write_preview(config: Config, splits: DataSplits, supervision: Supervision, path: Path, n: int = 8) -> dict:
     """Draw the preview batch: nominal inputs; anomalous inputs over their ground-truth maps."""
-    batch = preview_batch(config, splits, n)
+    batch = preview_batch(config, splits, supervision, n)
     labels = batch.labels.cpu()
     supervision = f"{config.supervise_mode}, {config.noise_mode} noise (training: {config.anomaly_fraction:.0%} of each batch)"
     nominal = torch.nonzero(labels == 0).flatten().tolist()

@@ -10,10 +10,10 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.data.transforms import to_float
 from fcdd.evaluation import infer
 from fcdd.io import atomic_write_json
@@ -30,9 +30,8 @@ from fcdd.report.html import (
 )
 from fcdd.report.plots import plot_loss, plot_roc
 from fcdd.report.preview import write_preview
-
-if TYPE_CHECKING:
-    from fcdd.run import Run
+from fcdd.rundir import CONFIG, REPORT, Run
+from fcdd.runtime import derived_seed
 
 log = logging.getLogger("fcdd")
 
@@ -50,15 +49,12 @@ def _device(method) -> torch.device:
 def score_training_samples(run: Run, n: int = TRAIN_SAMPLE) -> dict:
     """Score a fixed random subset of the training images, half turned anomalous by the run's
     supervision (as in training, without augmentation), with the trained method."""
-    from fcdd.data.supervision import build_supervision
-
     config, train = run.config, run.splits.train
-    generator = torch.Generator().manual_seed(config.seed + 15485863)
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, "train_gallery"))
     pick = torch.randperm(len(train), generator=generator)[:n].sort().values
     images = to_float(train.images[pick])
     maps = train.maps[pick].float()
-    supervision = build_supervision(config.replace(anomaly_fraction=0.5), run.splits)
-    batch = supervision(images, maps, generator)
+    batch = run_supervision(run).with_fraction(0.5)(images, maps, generator)
     method, device = run.method.eval(), _device(run.method)
     scores, heatmaps = [], []
     for start in range(0, len(batch.images), config.eval_batch_size):
@@ -76,6 +72,13 @@ def score_training_samples(run: Run, n: int = TRAIN_SAMPLE) -> dict:
         "kinds": ["synthetic anomaly" if lbl else "train" for lbl in labels],
         "paths": [("(made anomalous) " if lbl else "") + p for lbl, p in zip(labels, paths, strict=True)],
     }
+
+
+def run_supervision(run: Run) -> Supervision:
+    """The run's own supervision; built here only for a ``Run`` made without one."""
+    if run.supervision is None:
+        run.supervision = build_supervision(run.config, run.splits)
+    return run.supervision
 
 
 def galleries(prefix: str, images, heatmaps, maps, scores, labels, kinds, paths, out: Path, n: int, alpha: float, title: str) -> dict[str, dict]:
@@ -134,7 +137,7 @@ def write_report(run: Run, train_galleries: bool = True, html: bool = True) -> d
         except (ValueError, RuntimeError, OSError) as err:  # a noise source that cannot be rebuilt must not cost the report
             log.warning("training galleries skipped: %s", err)
         try:
-            write_preview(config, run.splits, out / "ds_preview.png")
+            write_preview(config, run.splits, run_supervision(run), out / "ds_preview.png")
             written["ds_preview"] = out / "ds_preview.png"
         except (ValueError, RuntimeError, OSError) as err:
             log.warning("ds_preview.png skipped: %s", err)
@@ -145,7 +148,7 @@ def write_report(run: Run, train_galleries: bool = True, html: bool = True) -> d
     written["galleries"] = out / "galleries.json"
     if html:
         written["report"] = write_run_html(run, out, layouts)
-    log.info("report written in %.1f s: %s", time.perf_counter() - started, out / "report.html")
+    log.info("report written in %.1f s: %s", time.perf_counter() - started, out / REPORT)
     return written
 
 
@@ -187,9 +190,9 @@ def write_run_html(run: Run, out: Path, layouts: dict[str, dict]) -> Path:
     m = run.metrics
     title = f"{m.get('dataset') or config.dataset}: {config.objective} with {config.net}"
     subtitle = f"run folder {out.resolve()} · report generated {generated_at()}"
-    config_yaml = (out / "config.yaml").read_text() if (out / "config.yaml").is_file() else config.to_yaml()
+    config_yaml = (out / CONFIG).read_text() if (out / CONFIG).is_file() else config.to_yaml()
     return write_html(
-        out / "report.html", title, subtitle, m, config_yaml,
+        out / REPORT, title, subtitle, m, config_yaml,
         before=[figures_section("plots", "Plots", plots, out)],
         after=[gallery_section(groups, out, intro)],
         cards=cards, threshold=threshold, scores=ev.scores, labels=ev.labels, blank=blank,

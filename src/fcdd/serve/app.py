@@ -26,10 +26,11 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 
 from fcdd.data.base import to_array
 from fcdd.detector import Detector, Prediction
-from fcdd.predict import colour_scale, coloured, png_bytes, render_overlay
+from fcdd.overlay import colour_scale, coloured, png_bytes, render_overlay
 from fcdd.preprocess import ImageRejected, decode_bytes, display_copy
 
 log = logging.getLogger("fcdd.serve")
@@ -37,6 +38,8 @@ log = logging.getLogger("fcdd.serve")
 STATIC = Path(__file__).resolve().parent / "static"
 #: declared upload types that are sniffed rather than refused (clients that do not know the type)
 GENERIC_TYPES = ("", "application/octet-stream")
+#: HTTP status of each reason an upload is rejected for
+REJECTION_STATUS = {"empty": 422, "unknown_format": 415, "too_large": 413, "corrupt": 422}
 
 
 @dataclass
@@ -194,7 +197,7 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
         try:
             image = await run_in_threadpool(decode_bytes, data, limits.max_pixels, limits.max_side)
         except ImageRejected as err:
-            raise reject(err.status, f"{file.filename or 'upload'}: {err}") from None
+            raise reject(REJECTION_STATUS[err.reason], f"{file.filename or 'upload'}: {err}") from None
         tensor, display = await run_in_threadpool(_prepare, detector, image, images)
         try:
             future = batcher.submit(tensor)
@@ -226,8 +229,6 @@ def _prepare(detector: Detector, image, with_display: bool):
 def _pictures(detector: Detector, prediction: Prediction, display) -> dict:
     lo, hi = colour_scale(detector, prediction.heatmap)
     heat = coloured(prediction.heatmap, display.size, lo, hi)
-    from PIL import Image
-
     return {
         "overlay_png": _b64_png(render_overlay(display, prediction, lo, hi, caption=False)),
         "heatmap_png": _b64_png(Image.fromarray(heat)),

@@ -32,8 +32,9 @@ class NoiseSource:
         raise NotImplementedError
 
     @classmethod
-    def adjust_splits(cls, config: Config, splits: DataSplits) -> None:
-        """Sources that train on real test-set defects take them out of the test split here."""
+    def adjust_splits(cls, config: Config, splits: DataSplits) -> DataSplits:
+        """Sources that train on real test-set defects return new splits without them here."""
+        return splits
 
 
 class PoolSource(NoiseSource):

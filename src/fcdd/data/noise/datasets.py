@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from fcdd.data.base import IMAGE_SUFFIXES, DataError, load_images
+from fcdd.data.cifar import read_batch
+from fcdd.data.idx import load_idx_split
 from fcdd.data.noise.base import NOISE, PoolSource
 
 MAX_POOL = 5000
@@ -37,8 +39,6 @@ def _sample(items: list, config) -> list:
 @NOISE.register("emnist")
 class EMNISTOutliers(PoolSource):
     def load_pool(self, config, splits):
-        from fcdd.data.idx import load_idx_split
-
         images, _ = load_idx_split(_noise_dir(config), "train", transpose=True)
         images = torch.from_numpy(images[_sample(list(range(len(images))), config)].copy())[:, None]
         return images
@@ -47,8 +47,6 @@ class EMNISTOutliers(PoolSource):
 @NOISE.register("cifar100")
 class CIFAR100Outliers(PoolSource):
     def load_pool(self, config, splits):
-        from fcdd.data.cifar import read_batch
-
         root = _noise_dir(config)
         path = root / "train" if (root / "train").is_file() else root / "cifar-100-python" / "train"
         images, _ = read_batch(path, "fine_labels")

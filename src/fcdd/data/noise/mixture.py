@@ -37,6 +37,7 @@ class Mixture(NoiseSource):
         return content, where
 
     @classmethod
-    def adjust_splits(cls, config, splits) -> None:
+    def adjust_splits(cls, config, splits):
         for name in config.noise_mix:
-            NOISE.get(name).adjust_splits(config, splits)
+            splits = NOISE.get(name).adjust_splits(config, splits)
+        return splits

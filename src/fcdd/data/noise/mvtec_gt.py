@@ -6,6 +6,8 @@ to training; they are never evaluated on, and the run's notes say which were tak
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from fcdd.data.noise.base import NOISE, NoiseSource
@@ -17,7 +19,7 @@ class RealDefects(NoiseSource):
     full_frame = False
 
     @classmethod
-    def adjust_splits(cls, config, splits) -> None:
+    def adjust_splits(cls, config, splits):
         test = splits.test
         per_type = 1 if config.oe_limit is None else config.oe_limit
         generator = torch.Generator().manual_seed(config.seed)
@@ -30,15 +32,14 @@ class RealDefects(NoiseSource):
             raise ValueError("noise mode mvtec_gt needs anomalous test images with ground-truth maps")
         taken.sort()
         keep = [i for i in range(len(test)) if i not in set(taken)]
-        splits.train_anomalies = test.subset(taken)
-        splits.test = test.subset(keep)
         names = ", ".join(f"{test.kinds[i]}/{test.paths[i].rsplit('/', 1)[-1]}" for i in taken)
-        splits.notes.append(f"{len(taken)} real defects ({per_type} per type) moved from test to training and excluded from evaluation: {names}")
+        note = f"{len(taken)} real defects ({per_type} per type) moved from test to training and excluded from evaluation: {names}"
+        return dataclasses.replace(splits, train_anomalies=test.subset(taken), test=test.subset(keep), notes=[*splits.notes, note])
 
     def __init__(self, config, splits) -> None:
         super().__init__(config, splits)
         if splits is None or splits.train_anomalies is None:
-            raise ValueError("noise mode mvtec_gt: the real defects were not split off (use fcdd.train.prepare_splits)")
+            raise ValueError("noise mode mvtec_gt: the real defects were not split off (prepare the data with fcdd.data.prepare_splits)")
         self.pool = splits.train_anomalies
         # the few real defects are seen over and over: vary them as the nominal images are
         self.augment = Augment.from_config(config)

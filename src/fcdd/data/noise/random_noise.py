@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from fcdd.data.noise.base import NOISE, NoiseSource
-from fcdd.explain.upsample import blur
+from fcdd.data.transforms import blur
 
 
 class _RandomNoise(NoiseSource):

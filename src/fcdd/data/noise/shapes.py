@@ -40,3 +40,16 @@ def rotated_rectangles(
     if active is not None:
         inside &= active.view(b, k, 1, 1)
     return inside.any(dim=1, keepdim=True).float()
+
+
+def random_patch(shape: torch.Size, generator: torch.Generator, device) -> torch.Tensor:
+    """Masks (B, 1, H, W) of one random rectangle each, a quarter to a half of each side."""
+    b, _, h, w = shape
+    ph = (0.25 + 0.25 * torch.rand(b, generator=generator)) * h
+    pw = (0.25 + 0.25 * torch.rand(b, generator=generator)) * w
+    top = torch.rand(b, generator=generator) * (h - ph)
+    left = torch.rand(b, generator=generator) * (w - pw)
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    inside = (ys >= top.view(b, 1, 1)) & (ys < (top + ph).view(b, 1, 1)) & (xs >= left.view(b, 1, 1)) & (xs < (left + pw).view(b, 1, 1))
+    return inside[:, None].float().to(device)

@@ -1,50 +1,31 @@
-"""Training: the epoch loop with checkpoints and resume, and ``train(config)`` for a whole run.
+"""How a method learns: gradient steps over epochs, or one pass over the nominal images.
 
-Data flows one way: config -> data -> method (model + objective) -> trainer -> evaluation ->
-run folder (metrics, snapshot, report).
+``make_learner`` asks the method (``Method.learns_by_gradient``). A gradient learner has an
+optimiser, a schedule and synthetic anomalies (``Trainer``); a method that learns without
+gradients (a memory bank, statistics of nominal features) is fitted once (``SinglePassFit``).
+Both checkpoint into the run folder and resume from it.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from fcdd.config import Config
-from fcdd.data import DataSplits, ImageSet, load_data
-from fcdd.data.supervision import SUPERVISION, Batch, Supervision, build_supervision
-from fcdd.data.transforms import Augment, channel_stats, to_float
-from fcdd.io import atomic_torch_save, atomic_write_json
-from fcdd.methods import Method, build_method
+from fcdd.data.base import ImageSet
+from fcdd.data.supervision import Batch, Supervision
+from fcdd.data.transforms import Augment, to_float
+from fcdd.methods import Method
+from fcdd.rundir import History, read_checkpoint, write_checkpoint
 
 log = logging.getLogger("fcdd")
-
-CHECKPOINT = "checkpoint.pt"
-SNAPSHOT = "snapshot.pt"
-
-
-@dataclass
-class History:
-    """Mean loss per epoch: overall and split into nominal / anomalous samples."""
-
-    loss: list[float] = field(default_factory=list)
-    nominal: list[float] = field(default_factory=list)
-    anomalous: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    images_per_second: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -87,24 +68,8 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
                 worker.join(timeout=0.05)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
 class Trainer:
-    """Optimises a method's per-sample loss over in-memory nominal images."""
+    """Optimises a method's per-sample loss over in-memory nominal images, epoch after epoch."""
 
     def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> None:
         self.config = config
@@ -140,14 +105,14 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.out is not None:
-            atomic_torch_save(self.out / CHECKPOINT, self.state())
+            write_checkpoint(self.out, self.state())
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = read_checkpoint(path, self.device)
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.history = History(**state["history"])
+        self.history = History.from_dict(state["history"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch = int(state["epoch"])
@@ -231,38 +196,52 @@ class Trainer:
         return self.history
 
 
-def prepare_splits(config: Config, splits: DataSplits | None = None) -> DataSplits:
-    """The data as the run sees it: calibration hold-out split off, and what the supervision
-    takes from the test set (real defects used for training) removed. Idempotent."""
-    splits = (splits or load_data(config)).split_holdout(config.holdout, config.seed)
-    if not splits.prepared:
-        SUPERVISION.get(config.supervise_mode).adjust_splits(config, splits)
-        splits.prepared = True
-    return splits
+class SinglePassFit:
+    """Fits a method that learns without gradients in one pass over the nominal training images.
+
+    No optimiser, epochs or synthetic anomalies; the fitted state (buffers) is checkpointed, so
+    a resumed run does not fit again.
+    """
+
+    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> None:
+        self.config = config
+        self.method = method.to(device)
+        self.device = device
+        self.out = out
+        self.history = History()
+        self.epoch = 0
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "method": self.method.state_dict(), "history": self.history.to_dict(), "config": self.config.to_dict()}
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = read_checkpoint(path, self.device)
+        self.method.load_state_dict(state["method"])
+        self.history = History.from_dict(state["history"])
+        self.epoch = int(state["epoch"])
+        log.info("resumed from %s: fitted before", path)
+
+    def fit(self, train: ImageSet) -> History:
+        if len(train) == 0:
+            raise ValueError("no training images")
+        if self.epoch:
+            return self.history
+        started = time.perf_counter()
+        self.method.eval()
+        with torch.no_grad():
+            self.method.fit(train.images, self.config.eval_batch_size, self.device)
+        seconds = time.perf_counter() - started
+        h = self.history
+        h.seconds.append(seconds)
+        h.images_per_second.append(len(train) / seconds if seconds else 0.0)
+        self.epoch = 1
+        if self.out is not None:
+            write_checkpoint(self.out, self.state())
+        log.info("fitted on %d nominal images in %.1f s", len(train), seconds)
+        return h
 
 
-def prepare(config: Config, splits: DataSplits | None = None) -> tuple[DataSplits, Method, Supervision, torch.device]:
-    """Data, method and supervision for a config, with the training set's normalisation set."""
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    device = pick_device(config.device)
-    splits = prepare_splits(config, splits)
-    method = build_method(config, splits.train.channels)
-    mean, std = channel_stats(splits.train.images)
-    method.set_input_normalisation(mean, std)
-    supervision = build_supervision(config, splits)
-    if not method.uses_anomalies and config.supervise_mode != "unsupervised":
-        raise ValueError(f"objective {config.objective} trains on nominal images only; use --supervise-mode unsupervised")
-    return splits, method, supervision, device
-
-
-def train(config: Config, splits: DataSplits | None = None):
-    """Train, evaluate and write a run folder (when ``config.out`` is set); returns a ``Run``."""
-    from fcdd.run import execute
-
-    return execute(config, splits)
-
-
-def save_metrics(out: Path, metrics: dict) -> None:
-    atomic_write_json(out / "metrics.json", metrics)
+def make_learner(config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> Trainer | SinglePassFit:
+    """The learner the method asks for."""
+    kind = Trainer if method.learns_by_gradient else SinglePassFit
+    return kind(config, method, supervision, device, out)

@@ -1,0 +1,284 @@
+"""The run-folder contract: every file a run folder holds, and the only code that reads or writes them.
+
+    RUN/config.yaml     the options (replays the run)        RUN/log.txt       everything logged
+    RUN/checkpoint.pt   last finished epoch (resume)         RUN/history.json  losses per epoch
+    RUN/snapshot.pt     config, weights, thresholds          RUN/heatmaps.pt   test scores and heatmaps
+    RUN/metrics.json    written last: its presence means the run finished
+    RUN/report.html     with plots and galleries beside it (``fcdd.report``)
+
+A ``Run`` is a run in memory, fresh from training or read back with ``load_run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcdd.config import Config
+from fcdd.data.base import DataSplits
+from fcdd.data.prepare import prepare_splits
+from fcdd.data.supervision import Supervision, build_supervision
+from fcdd.evaluation import Evaluation, evaluate, evaluation_from_scores
+from fcdd.io import atomic_torch_save, atomic_write_json
+from fcdd.methods import Method, build_method
+from fcdd.runtime import pick_device
+
+log = logging.getLogger("fcdd")
+
+CONFIG = "config.yaml"
+LOG = "log.txt"
+CHECKPOINT = "checkpoint.pt"
+SNAPSHOT = "snapshot.pt"
+HEATMAPS = "heatmaps.pt"
+HISTORY = "history.json"
+METRICS = "metrics.json"
+REPORT = "report.html"
+#: where ``fcdd compare`` puts the runs it trains beside a run
+COMPARE = "compare"
+SNAPSHOT_FORMAT = 1
+
+#: options that may differ between a run and its resumption
+RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha"}
+
+
+@dataclass
+class History:
+    """Mean loss per epoch: overall and split into nominal / anomalous samples."""
+
+    loss: list[float] = field(default_factory=list)
+    nominal: list[float] = field(default_factory=list)
+    anomalous: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    images_per_second: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> History:
+        """From ``history.json`` or a checkpoint (extra keys such as ``metrics`` are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: list(v) for k, v in (values or {}).items() if k in names})
+
+
+@dataclass
+class Run:
+    config: Config
+    method: Method
+    history: History
+    evaluation: Evaluation
+    metrics: dict
+    splits: DataSplits
+    out: Path | None
+    #: the run's one supervision: calibration, galleries and the preview reuse it
+    supervision: Supervision | None = None
+
+    def snapshot(self) -> dict:
+        return snapshot_of(self.config, self.method, self.splits.train.channels, self.metrics, self.metrics.get("thresholds"))
+
+
+# --- reading ------------------------------------------------------------------------------------
+def is_finished(run_dir: Path) -> bool:
+    """Whether a run folder holds all a finished run writes (``write_run`` writes metrics last)."""
+    run_dir = Path(run_dir)
+    return all((run_dir / name).is_file() for name in (SNAPSHOT, HEATMAPS, METRICS))
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT).is_file()
+
+
+def run_or_resume(config: Config, train: Callable[[Config], Any]) -> bool:
+    """Train ``config`` into ``config.out`` unless the run there finished; resume a partial one.
+
+    Returns whether it trained (``False``: finished before, kept as it is).
+    """
+    out = Path(config.out)
+    if is_finished(out):
+        return False
+    train(config.replace(resume=has_checkpoint(out)))
+    return True
+
+
+def read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_metrics(run_dir: Path) -> dict:
+    metrics = read_json(Path(run_dir) / METRICS)
+    if metrics is None:
+        raise FileNotFoundError(f"{Path(run_dir) / METRICS} missing: {run_dir} is not a finished run")
+    return metrics
+
+
+def read_heatmaps(run_dir: Path) -> dict:
+    """``heatmaps.pt``: test ``scores``, ``labels``, ``heatmaps`` (float16), ``paths``, ``kinds``."""
+    path = Path(run_dir) / HEATMAPS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: {run_dir} is not a finished run")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{path}: not a readable heatmaps file ({err})") from None
+
+
+def read_snapshot(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / SNAPSHOT
+    if not path.is_file():
+        raise FileNotFoundError(f"no snapshot at {path} (expected a run folder or a snapshot.pt)")
+    try:
+        snapshot = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{path}: not a readable fcdd snapshot ({err})") from None
+    if not isinstance(snapshot, dict) or "state_dict" not in snapshot or "config" not in snapshot:
+        raise ValueError(f"{path}: not an fcdd snapshot (no config / state_dict)")
+    snapshot["path"] = str(path)
+    return snapshot
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+
+
+def config_from_snapshot(snapshot: dict) -> Config:
+    known = {f.name for f in fields(Config)}
+    dropped = sorted(set(snapshot["config"]) - known)
+    if dropped:
+        # options of another fcdd version that this one does not know; weights decide what the model is
+        log.warning("%s: ignoring option(s) this fcdd version does not know: %s", snapshot.get("path", "snapshot"), ", ".join(dropped))
+    return Config.from_dict({k: v for k, v in snapshot["config"].items() if k in known})
+
+
+def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
+    """Rebuild the trained method; weights come from the snapshot, never from the network."""
+    config = config_from_snapshot(snapshot)
+    method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
+    method.load_state_dict(snapshot["state_dict"])
+    return config, method.eval()
+
+
+def read_config(run_dir: Path) -> Config:
+    """The options a run ran with: its ``config.yaml`` (the file a person edits and replays),
+    else the copy in its snapshot."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG).is_file():
+        return Config.from_yaml(run_dir / CONFIG)
+    if not (run_dir / SNAPSHOT).is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no {CONFIG} or {SNAPSHOT})")
+    return config_from_snapshot(read_snapshot(run_dir))
+
+
+def resume_checkpoint(config: Config, out: Path) -> Path | None:
+    """The checkpoint to continue from, after checking that only resumable options changed."""
+    checkpoint = out / CHECKPOINT
+    if not checkpoint.is_file():
+        return None
+    if not config.resume:
+        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
+    stored = read_checkpoint(checkpoint)["config"]
+    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and stored.get(k) != v)
+    if changed:
+        raise ValueError(f"{checkpoint}: cannot resume with changed options: {', '.join(changed)}")
+    return checkpoint
+
+
+def _matches(stored: dict, test) -> bool:
+    return (
+        len(stored.get("scores", [])) == len(test)
+        and list(stored.get("paths") or []) == list(test.paths)
+        and tuple(stored["heatmaps"].shape[-2:]) == tuple(test.images.shape[-2:])
+    )
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", reevaluate: bool = False) -> Run:
+    """A finished run folder as a ``Run`` (``out`` = ``run_dir``), without retraining.
+
+    The method comes from the snapshot, the data from the recorded config (prepared as in
+    training: same hold-out split and supervision share), the history from ``history.json`` and
+    the test scores and heatmaps from ``heatmaps.pt`` (or a fresh evaluation when that is
+    missing, stale or asked for).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    snapshot = read_snapshot(run_dir)
+    _, method = method_from_snapshot(snapshot)
+    config = read_config(run_dir).replace(out=str(run_dir))
+    dev = pick_device(device)
+    method = method.to(dev).eval()
+    splits = prepare_splits(config)
+    stored = None
+    if (run_dir / HEATMAPS).is_file() and not reevaluate:
+        stored = read_heatmaps(run_dir)
+        if not _matches(stored, splits.test):
+            log.warning("%s does not match the reloaded test set (%d images); evaluating again", run_dir / HEATMAPS, len(splits.test))
+            stored = None
+    if stored is None:
+        evaluation = evaluate(method, splits.test, config.eval_batch_size, dev, progress=False)
+    else:
+        evaluation = evaluation_from_scores(
+            torch.as_tensor(stored["scores"]).double().numpy(), torch.as_tensor(stored["labels"]).numpy(),
+            stored["heatmaps"], list(stored.get("kinds") or []), list(stored.get("paths") or []), splits.test,
+        )
+    history = History.from_dict(read_json(run_dir / HISTORY))
+    metrics = read_json(run_dir / METRICS) or dict(snapshot.get("metrics") or {})
+    if stored is None:
+        metrics = {**metrics, **evaluation.metrics()}
+    if "thresholds" not in metrics and snapshot.get("thresholds"):
+        metrics["thresholds"] = snapshot["thresholds"]
+    if np.isnan(evaluation.scores).any():
+        raise ValueError(f"{run_dir}: test scores contain NaN")
+    return Run(config, method, history, evaluation, metrics, splits, run_dir, build_supervision(config, splits))
+
+
+# --- writing ------------------------------------------------------------------------------------
+def snapshot_of(config: Config, method: Method, in_channels: int, metrics: dict, thresholds: dict | None = None) -> dict:
+    """Everything needed to use the model later: config, weights, preprocessing, thresholds."""
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "config": config.to_dict(),
+        "in_channels": in_channels,
+        "image_size": config.image_size,
+        "state_dict": {k: v.cpu() for k, v in method.state_dict().items()},
+        "thresholds": thresholds or {},
+        "metrics": metrics,
+    }
+
+
+def write_config(config: Config, out: Path) -> None:
+    config.to_yaml(out / CONFIG)
+
+
+def write_checkpoint(out: Path, state: dict) -> None:
+    atomic_torch_save(out / CHECKPOINT, state)
+
+
+def write_run(run: Run) -> None:
+    """History, snapshot and heatmaps, then ``metrics.json`` last: a folder with metrics holds
+    everything (``is_finished``), so a run killed between these writes is redone, not read half-written."""
+    out, ev = Path(run.out), run.evaluation
+    atomic_write_json(out / HISTORY, {**run.history.to_dict(), "metrics": run.metrics})
+    atomic_torch_save(out / SNAPSHOT, run.snapshot())
+    atomic_torch_save(out / HEATMAPS, {
+        "heatmaps": ev.heatmaps, "scores": torch.from_numpy(ev.scores),
+        "labels": torch.from_numpy(ev.labels), "paths": ev.paths, "kinds": ev.kinds,
+    })
+    atomic_write_json(out / METRICS, run.metrics)
