@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from fcdd.cli import main
-from fcdd.compare import parse_specs, pick_images
+from fcdd.compare import compare_run, parse_specs, pick_images
+from fcdd.rundir import read_heatmaps
 from fcdd.training import execute
 
 
@@ -47,3 +48,17 @@ def test_compare_command_writes_runs_figure_and_table(tiny_config, tmp_path, cap
 def test_compare_needs_a_finished_run(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_compare_a_semi_supervised_run_tests_every_method_on_the_same_images(tiny_config, tmp_path):
+    """mvtec_gt moves real defects from the test set to training; the compared methods are
+    tested on the images the run was tested on (the defects it trained on stay out)."""
+    config = tiny_config.replace(epochs=1, out=str(tmp_path / "semi"), supervise_mode="noise", noise_mode="mvtec_gt", oe_limit=1)
+    run = execute(config)
+    taken = run.splits.train_anomalies.paths
+    assert taken and not set(taken) & set(run.evaluation.paths)
+    runs = compare_run(config.out, ["hsc"], epochs=1)
+    assert [r.name for r in runs] == ["fcdd", "hsc"]
+    assert runs[1].paths == list(run.evaluation.paths)
+    assert read_heatmaps(tmp_path / "semi" / "compare" / "hsc")["paths"] == list(run.evaluation.paths)
+    assert (tmp_path / "semi" / "compare" / "comparison.png").is_file()

@@ -91,6 +91,9 @@ class FCDDNet(nn.Module):
     spatial: bool = True
     #: standardise every image on its own before the channel normalisation (see ``normalise``)
     standardise_inputs: bool = False
+    #: how far (px) a unit's true receptive centre may lie from ``receptive_field.centre``
+    #: (nets that upsample a coarse branch alternate between neighbouring units)
+    centre_tolerance: float = 0.0
 
     def __init__(self, in_channels: int, input_size: int) -> None:
         super().__init__()

@@ -199,6 +199,8 @@ class EfficientNetLite0MultiScaleFCDD(EfficientNetLite0FCDD):
     anomalies (magnetic_tile image AUROC 0.75 against 0.85 frozen, seed 0).
     """
 
+    #: a quarter of a coarse step: the twofold bilinear upsampling alternates even and odd units
+    centre_tolerance = 4.0
     #: blocks whose outputs are joined: the last of the stride-8 and of the stride-16 cut
     fine_block, coarse_block = (EfficientNetLite0FCDD.cuts[stride][0] - 1 for stride in (8, 16))
     hidden = 64

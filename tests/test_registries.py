@@ -1,0 +1,118 @@
+"""Every registered plug-in meets its contract: the tests iterate over the registries, so a new
+net, noise mode, objective, encoder-decoder or data set is tested without editing a list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fcdd.config import Config
+from fcdd.data import DATASETS, DataError, DataSplits, prepare_splits
+from fcdd.data.noise import NOISE
+from fcdd.data.supervision import SUPERVISION, build_supervision
+from fcdd.methods import METHODS, build_method
+from fcdd.models import NETS, build_net
+from fcdd.models.autoencoders import ENCODER_DECODERS, build_autoencoder
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic_root) -> DataSplits:
+    return prepare_splits(Config(dataset="mvtec", data=str(synthetic_root), image_size=32, holdout=0.2))
+
+
+@pytest.mark.parametrize("name", NETS.names())
+def test_net_maps_images_to_one_channel_at_its_output_size(name):
+    net = build_net(name, 3, 64, width=0.25, pretrained="none").eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 64, 64))
+    side = net.output_size()
+    assert out.shape == (2, 1, side, side) and torch.isfinite(out).all()
+    assert net.receptive_field.size >= 1
+
+
+@pytest.fixture(scope="module")
+def outlier_folder(tmp_path_factory):
+    """A small folder tree of outlier images for the folder-fed noise modes."""
+    root = tmp_path_factory.mktemp("outliers")
+    for i in range(6):
+        folder = root / "train" / f"n{i % 2:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", NOISE.names())
+def test_noise_mode_makes_anomalies_for_a_batch(name, splits, outlier_folder):
+    config = Config(noise_mode=name, image_size=32, noise_dir=str(outlier_folder))
+    prepared = NOISE.get(name).adjust_splits(config, splits)
+    try:
+        source = NOISE.get(name)(config, prepared)
+    except (DataError, ValueError, FileNotFoundError) as err:
+        # modes fed by outside data (outlier sets, folders) must say what is missing
+        assert str(err), f"{name}: empty error"
+        pytest.skip(f"{name} needs outside data here: {err}")
+    nominal = torch.rand(4, 3, 32, 32)
+    content, where = source(nominal, torch.Generator().manual_seed(0))
+    again = NOISE.get(name)(config, prepared)(nominal, torch.Generator().manual_seed(0))
+    assert content.shape == nominal.shape and where.shape == (4, 1, 32, 32)
+    assert 0 <= float(where.min()) and float(where.max()) <= 1 and float(where.max()) > 0
+    assert torch.equal(content, again[0]), "same generator, same anomalies"
+
+
+@pytest.mark.parametrize("mode", SUPERVISION.names())
+def test_supervision_mode_labels_its_batch(mode, splits):
+    config = Config(supervise_mode=mode, noise_mode="confetti", anomaly_fraction=0.5, image_size=32)
+    try:
+        supervision = build_supervision(config, splits)
+    except ValueError as err:
+        pytest.skip(f"{mode} needs other data: {err}")
+    batch = supervision(torch.rand(4, 3, 32, 32), torch.zeros(4, 1, 32, 32), torch.Generator().manual_seed(0))
+    assert batch.images.shape == (4, 3, 32, 32) and batch.labels.shape == (4,)
+    assert set(batch.labels.tolist()) <= {0, 1}
+    assert (batch.maps[batch.labels == 0] == 0).all()
+    assert supervision.describe()
+
+
+@pytest.mark.parametrize("objective", METHODS.names())
+def test_objective_scores_and_explains_at_input_resolution(objective, splits):
+    config = Config(objective=objective, net="cnn32", width=0.25, pretrained="none", image_size=32)
+    method = build_method(config, 3)
+    images = torch.rand(4, 3, 32, 32)
+    if method.learns_by_gradient:
+        loss = method.training_loss(images, torch.tensor([0, 0, 1, 1]), torch.zeros(4, 1, 32, 32), False)
+        assert loss.shape == (4,) and torch.isfinite(loss).all()
+    else:
+        method.fit((splits.train.images[:8]), 4, "cpu")
+    method.after_training(splits.train.images[:8], 4, "cpu")
+    method.eval()
+    with torch.enable_grad() if method.heatmaps_need_grad else torch.no_grad():
+        scores, heatmaps = method(images)
+    assert scores.shape == (4,) and heatmaps.shape == (4, 1, 32, 32)
+    assert torch.isfinite(scores).all() and torch.isfinite(heatmaps).all()
+
+
+@pytest.mark.parametrize("arch", ENCODER_DECODERS.names())
+def test_encoder_decoder_reconstructs_its_input_shape(arch):
+    net = build_autoencoder(arch, 3, 32, width=0.25).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 32, 32))
+    assert out.output.shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_data_set_reads_or_names_what_is_missing(name, tmp_path):
+    """On an empty folder a reader either makes its data (the synthetic set) and gives nominal
+    training images and a labelled test set, or fails with a ``DataError`` that says why."""
+    config = Config(dataset=name, data=str(tmp_path), image_size=32, category=None)
+    try:
+        splits = DATASETS.get(name)(config)
+    except DataError as err:
+        assert str(err)
+        return
+    assert len(splits.train) and (splits.train.labels == 0).all()
+    assert set(splits.test.labels.tolist()) == {0, 1}
+    classes = DATASETS.info(name).get("classes")
+    if classes is not None:
+        assert classes(config.replace(data=str(tmp_path)))
