@@ -36,7 +36,7 @@ from fcdd.data.transforms import channel_stats
 from fcdd.detector import Detector
 from fcdd.io import atomic_torch_save, atomic_write_json
 from fcdd.methods import build_method
-from fcdd.run import snapshot_of
+from fcdd.rundir import snapshot_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

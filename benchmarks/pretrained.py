@@ -23,7 +23,7 @@ import torch
 
 from fcdd.config import Config
 from fcdd.io import atomic_write_json
-from fcdd.run import execute
+from fcdd.training import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 #: name -> changes to the base config

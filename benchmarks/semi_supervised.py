@@ -10,7 +10,6 @@ Same config, same epochs, same seed. Writes JSON.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import fcdd
 from fcdd.config import Config
+from fcdd.data import prepare_splits
 from fcdd.io import atomic_write_json
-from fcdd.train import prepare_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = prepare_splits(semi)
     results = {}
     for name, config in (("unsupervised_confetti", unsup), ("semi_supervised_gt", semi)):
-        run = fcdd.train(config, copy.deepcopy(splits))
+        run = fcdd.train(config, splits)
         results[name] = {
             "image_auroc": run.metrics["image_auroc"],
             "pixel_auroc": run.metrics["pixel_auroc"],

@@ -66,6 +66,15 @@ class Config:
     layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage")
     attention_activation: str = option("abs", "attention-ae: keep positive evidence (relu, as Grad-CAM) or evidence either way (abs; measured better on the synthetic set)", ("relu", "abs"))
     attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map")
+    # memory bank (patchcore)
+    backbone: str = option("efficientnet_lite0", "patchcore: frozen ImageNet backbone of the patch features (efficientnet_lite0, mobilenetv2, vgg11)")
+    feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)")
+    patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)")
+    coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)")
+    coreset_projection: int | None = option(128, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own)")
+    knn_backend: str = option("auto", "patchcore: nearest-neighbour search (auto: faiss for large banks when installed, else torch)", ("auto", "torch", "faiss"))
+    patchcore_score: str = option("reweighted", "patchcore: image score, the paper's re-weighted maximum patch distance or the plain maximum", ("reweighted", "max"))
+    neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score")
     # training
     epochs: int = option(200, "training epochs")
     batch_size: int = option(16, "training batch size")
@@ -82,7 +91,7 @@ class Config:
     upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
     gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)")
     image_score: str = option("mean", "FCDD image score: mean of the output map (paper), max of the heatmap, or mean of its top 1 %", ("mean", "max", "top1"))
-    blur_heatmaps: float = option(0.0, "std of a Gaussian blur applied to gradient/reconstruction heatmaps")
+    blur_heatmaps: float | None = option(None, "std of a Gaussian blur applied to gradient / reconstruction / patch-distance heatmaps (default: the method's own; 0 for gradient and reconstruction maps, 4 for patchcore)")
     eval_batch_size: int = option(32, "batch size for evaluation and prediction")
     gallery_size: int = option(8, "images per row group in heatmap galleries")
     overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)")
@@ -109,7 +118,9 @@ class Config:
             raise ValueError(f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}")
         if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
             raise ValueError(f"target_fpr must lie in [0, 1), got {self.target_fpr}")
-        for name in ("image_size", "epochs", "batch_size", "eval_batch_size"):
+        if not 0.0 < self.coreset <= 1.0:
+            raise ValueError(f"coreset must lie in (0, 1], got {self.coreset}")
+        for name in ("image_size", "epochs", "batch_size", "eval_batch_size", "neighbourhood"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

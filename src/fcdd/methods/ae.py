@@ -59,7 +59,7 @@ class AE(Method):
         self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width)
         self.reduction = config.loss
         self.with_ssim = config.ssim
-        self.blur_std = config.blur_heatmaps
+        self.blur_std = config.blur_heatmaps or 0.0
 
     def training_loss(self, images, labels, maps, use_maps):
         rec = self.net(images)

@@ -44,7 +44,7 @@ class AttentionAE(Method):
         self.with_ssim = config.ssim
         self.activation = config.attention_activation
         self.difference = config.attention_difference
-        self.blur_std = config.blur_heatmaps
+        self.blur_std = config.blur_heatmaps or 0.0
         size = config.image_size
         self.register_buffer("nominal_attention", torch.zeros(1, 1, size, size))
 

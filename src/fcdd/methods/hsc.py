@@ -50,7 +50,7 @@ class HSC(Method):
             features = self.net.embed(torch.zeros(1, in_channels, config.image_size, config.image_size))
             self.net.train()
         self.global_head = GlobalHead(features.shape[1], features.shape[-1])
-        self.blur_std = config.blur_heatmaps
+        self.blur_std = config.blur_heatmaps or 0.0
 
     def feature(self, images: torch.Tensor) -> torch.Tensor:
         return self.global_head(self.net.embed(images))

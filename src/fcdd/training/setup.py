@@ -37,7 +37,9 @@ def prepare(config: Config, splits: DataSplits | None = None) -> Setup:
     method = build_method(config, splits.train.channels)
     mean, std = channel_stats(splits.train.images)
     method.set_input_normalisation(mean, std)
-    if not method.uses_anomalies and config.supervise_mode != "unsupervised":
+    # a method that learns without gradients never sees the supervision's anomalies: calibration
+    # alone uses them, so any mode is fine for it
+    if method.learns_by_gradient and not method.uses_anomalies and config.supervise_mode != "unsupervised":
         raise ValueError(f"objective {config.objective} trains on nominal images only; use --supervise-mode unsupervised")
     supervision = build_supervision(config, splits)
     return Setup(splits, method, supervision, device)

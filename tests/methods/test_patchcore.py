@@ -1,0 +1,90 @@
+"""PatchCore: a memory bank of nominal patch features, fitted in one pass, in the snapshot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fcdd
+from fcdd.config import Config
+from fcdd.data import prepare_splits
+from fcdd.methods import build_method
+from fcdd.metrics import auroc
+from fcdd.rundir import read_snapshot
+from fcdd.training import execute
+
+
+def patchcore_config(base: Config, **changes) -> Config:
+    return base.replace(objective="patchcore", pretrained="none", image_size=32, **changes)
+
+
+def test_fit_keeps_a_coreset_and_a_training_image_scores_zero(tiny_config):
+    config = patchcore_config(tiny_config, coreset=1.0)
+    splits = prepare_splits(config)
+    method = build_method(config, splits.train.channels).eval()
+    method.fit(splits.train.images, 8, "cpu")
+    side = 32 // method.features.stride
+    assert method.bank.shape == (len(splits.train) * side * side, method.features.out_dim)
+    with torch.no_grad():
+        scores, heatmaps = method(splits.train.images[:3].float() / 255)
+    assert torch.allclose(scores, torch.zeros(3), atol=1e-4) and float(heatmaps.abs().max()) < 1e-3
+    smaller = build_method(config.replace(coreset=0.25), splits.train.channels).eval()
+    smaller.fit(splits.train.images, 8, "cpu")
+    assert len(smaller.bank) == round(0.25 * len(method.bank))
+
+
+def test_score_modes_and_reweighting(tiny_config):
+    config = patchcore_config(tiny_config, coreset=0.5, blur_heatmaps=0.0)
+    splits = prepare_splits(config)
+    method = build_method(config, splits.train.channels).eval()
+    method.fit(splits.train.images, 8, "cpu")
+    images = splits.test.images[:6].float() / 255
+    with torch.no_grad():
+        reweighted, _ = method(images)
+        method.score_mode = "max"
+        plain, heatmaps = method(images)
+    # the plain score is the largest patch distance; the paper's weight lies in (0, 1)
+    distances = method.search().search(method.patch_features(images).reshape(-1, method.features.out_dim))[0]
+    assert torch.allclose(plain, distances.view(6, -1).amax(1), atol=1e-5)
+    weight = reweighted / plain
+    assert ((weight > 0) & (weight < 1)).all()
+    assert heatmaps.shape == (6, 1, 32, 32)
+
+
+def test_run_with_no_gradients_snapshot_and_resume(tiny_config, tmp_path, monkeypatch):
+    config = patchcore_config(tiny_config, out=str(tmp_path / "pc"))
+    run = execute(config)
+    assert run.metrics["epochs"] == 0 and run.history.loss == []
+    assert run.metrics["image_auroc"] > 0.5
+    snapshot = read_snapshot(tmp_path / "pc")
+    assert snapshot["state_dict"]["bank"].shape == run.method.bank.shape
+    # a loaded model scores the test images exactly as the run did
+    detector = fcdd.load(run, device="cpu")
+    scores = detector.score(run.splits.test.images.float() / 255).double().numpy()
+    assert np.allclose(scores, run.evaluation.scores, atol=1e-5)
+    assert auroc(scores, run.evaluation.labels) == pytest.approx(run.metrics["image_auroc"])
+    # resuming a fitted run does not fit again
+    calls = []
+    monkeypatch.setattr(type(run.method), "fit", lambda *args, **kwargs: calls.append(args))
+    (tmp_path / "pc" / "metrics.json").unlink()
+    again = execute(config.replace(resume=True))
+    assert calls == [] and np.allclose(again.evaluation.scores, run.evaluation.scores)
+
+
+def test_patchcore_needs_no_supervision_flags(tiny_config):
+    """The default supervision (synthetic anomalies) only feeds calibration for a fit method."""
+    config = patchcore_config(tiny_config, out=None)
+    run = execute(config)
+    assert run.metrics["thresholds"]["n_anomalous"] > 0
+    assert run.metrics["thresholds"]["image"]["threshold"] > 0
+
+
+@pytest.mark.slow
+def test_coreset_tenth_keeps_pixel_auroc_of_the_full_bank(shared_data, tmp_path):
+    data = shared_data("hazelnut_toy")
+    base = Config(data=str(data), objective="patchcore", image_size=224, report=False, holdout=0.0, device="cpu")
+    full = execute(base.replace(coreset=1.0))
+    tenth = execute(base.replace(coreset=0.1))
+    assert tenth.metrics["pixel_auroc"] >= full.metrics["pixel_auroc"] - 0.01
+    assert full.metrics["pixel_auroc"] > 0.95
