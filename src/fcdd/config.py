@@ -71,7 +71,7 @@ class Config:
     feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)")
     patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)")
     coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)")
-    coreset_projection: int | None = option(128, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own)")
+    coreset_projection: int | None = option(32, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own; 32 chose the same quality as 128 in a tenth of the time on mvtec_bottle_256)")
     knn_backend: str = option("auto", "patchcore: nearest-neighbour search (auto: faiss for large banks when installed, else torch)", ("auto", "torch", "faiss"))
     patchcore_score: str = option("reweighted", "patchcore: image score, the paper's re-weighted maximum patch distance or the plain maximum", ("reweighted", "max"))
     neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score")

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from fcdd.data.base import ImageSet
 from fcdd.data.transforms import to_float
 from fcdd.methods.base import Method
-from fcdd.metrics import StreamingAUROC, auroc, roc_curve
+from fcdd.metrics import StreamingAUROC, aupro, auroc, roc_curve
 
 
 def infer(method: Method, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +36,8 @@ class Evaluation:
     pixel_auroc: float | None
     pixel_auroc_error_bound: float | None
     pixel_roc: tuple[np.ndarray, np.ndarray] | None = None
+    #: area under the per-region-overlap curve up to FPR 0.3, normalised (MVTec-AD's metric)
+    pixel_aupro: float | None = None
     extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict:
@@ -49,6 +51,7 @@ class Evaluation:
             "image_auroc": self.image_auroc,
             "pixel_auroc": self.pixel_auroc,
             "pixel_auroc_error_bound": self.pixel_auroc_error_bound,
+            "pixel_aupro": self.pixel_aupro,
             "image_auroc_per_defect": per_kind,
             "n_test": len(self.scores),
             "n_test_anomalous": int(self.labels.sum()),
@@ -57,6 +60,11 @@ class Evaluation:
 
     def image_roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return roc_curve(self.scores, self.labels)
+
+
+def region_overlap(heatmaps: torch.Tensor, test: ImageSet) -> float:
+    """AUPRO (FPR <= 0.3) of the test heatmaps against the test masks."""
+    return aupro(heatmaps, test.maps > 0, max_fpr=0.3)
 
 
 def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> Evaluation:
@@ -75,12 +83,14 @@ def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch
     labels = test.labels.numpy()
     if np.isnan(scores_np).any():
         raise ValueError("anomaly scores contain NaN; the model diverged (lower the learning rate)")
+    heatmaps = torch.cat(heatmaps) if heatmaps else torch.zeros(0)
     return Evaluation(
         scores=scores_np,
         labels=labels,
         kinds=list(test.kinds),
         paths=list(test.paths),
-        heatmaps=torch.cat(heatmaps) if heatmaps else torch.zeros(0),
+        heatmaps=heatmaps,
+        pixel_aupro=region_overlap(heatmaps, test) if with_maps else None,
         image_auroc=auroc(scores_np, labels),
         pixel_auroc=pixel.compute() if with_maps else None,
         pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
@@ -105,6 +115,7 @@ def evaluation_from_scores(
         kinds=list(kinds or test.kinds),
         paths=list(paths or test.paths),
         heatmaps=heatmaps,
+        pixel_aupro=region_overlap(heatmaps, test) if with_maps else None,
         image_auroc=auroc(scores, labels),
         pixel_auroc=pixel.compute() if with_maps else None,
         pixel_auroc_error_bound=pixel.error_bound if with_maps else None,

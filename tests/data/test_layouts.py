@@ -174,3 +174,18 @@ def test_real_mnist_idx_files(shared_data):
     splits = load_data(Config(dataset="mnist", data=str(root), category="7", image_size=28))
     assert len(splits.train) == 6265 and len(splits.test) == 10000
     assert int((splits.test.labels == 0).sum()) == 1028
+
+
+def test_discover_categories_finds_mvtec_folders_at_any_depth(tmp_path):
+    from fcdd.data.mvtec import discover_categories
+
+    for name in ("sets/bottle", "sets/group/tile", "plain"):
+        for part in ("train/good", "test/good"):
+            (tmp_path / name / part).mkdir(parents=True)
+    (tmp_path / "sets" / "notes").mkdir()
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "only_train" / "train").mkdir(parents=True)
+    found = [p.relative_to(tmp_path).as_posix() for p in discover_categories(tmp_path, depth=3)]
+    assert found == ["plain", "sets/bottle", "sets/group/tile"]
+    assert discover_categories(tmp_path / "plain") == [tmp_path / "plain"]
+    assert discover_categories(tmp_path, depth=1) == [tmp_path / "plain"]

@@ -129,6 +129,22 @@ class MVTecLayout:
         return train, test
 
 
+def discover_categories(root: str | Path, depth: int = 2) -> list[Path]:
+    """Every MVTec-style category folder (``train/`` and ``test/`` inside) at or below ``root``,
+    up to ``depth`` levels down, sorted; a category's own subfolders are not searched."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return [root]
+    if depth == 0:
+        return []
+    found: list[Path] = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found += discover_categories(child, depth - 1)
+    return found
+
+
 @DATASETS.register("mvtec", classes=category_folders)
 def mvtec(config: Config) -> DataSplits:
     if not config.data:
