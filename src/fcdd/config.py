@@ -87,6 +87,8 @@ class Config:
     seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)")
     device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
+    precision: str = option("auto", "training arithmetic: autocast to bf16 / fp16 or plain fp32; auto = bf16 on CPUs with bf16 instructions and on CUDA GPUs that have it, else fp16 on CUDA, else fp32 (evaluation stays fp32)", ("auto", "fp32", "bf16", "fp16"))
+    channels_last: bool = option(True, "keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs; same results)")
     # heatmaps and evaluation
     upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
     gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)")

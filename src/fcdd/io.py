@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +41,26 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    """Strict JSON (no NaN or Infinity, which most parsers refuse): a non-finite number becomes
+    null, and a top-level mapping gets ``null_reasons`` saying which value was what."""
+    reasons: dict[str, str] = {}
+    clean = finite_json(json.loads(json.dumps(obj, default=_jsonable)), reasons)
+    if reasons and isinstance(clean, dict):
+        clean["null_reasons"] = {**clean.get("null_reasons", {}), **reasons}
+    return atomic_write_text(path, json.dumps(clean, indent=2, allow_nan=False) + "\n")
+
+
+def finite_json(value: Any, reasons: dict[str, str], where: str = "") -> Any:
+    """``value`` with every NaN / infinite float replaced by None; ``reasons[path]`` says why."""
+    if isinstance(value, float) and not math.isfinite(value):
+        reasons[where or "value"] = "not a number (undefined, e.g. one class only)" if math.isnan(value) else \
+            f"{'+' if value > 0 else '-'}infinite"
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v, reasons, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v, reasons, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:

@@ -88,3 +88,26 @@ def test_coreset_tenth_keeps_pixel_auroc_of_the_full_bank(shared_data, tmp_path)
     tenth = execute(base.replace(coreset=0.1))
     assert tenth.metrics["pixel_auroc"] >= full.metrics["pixel_auroc"] - 0.01
     assert full.metrics["pixel_auroc"] > 0.95
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_holds_the_bank_and_scores_like_pytorch(tiny_config, tmp_path, fmt):
+    from fcdd.export import export
+
+    run = execute(patchcore_config(tiny_config, out=str(tmp_path / "pc"), coreset=0.3))
+    report = export(run.out, fmt)
+    assert report["ok"] and report["max_abs_diff_scores"] <= 1e-4 and report["max_abs_diff_heatmaps"] <= 1e-4
+    assert report["bytes"] > run.method.bank.numel() * 4  # the bank is a constant of the graph
+
+
+def test_report_and_compare_treat_patchcore_like_any_method(tiny_config, tmp_path):
+    from fcdd.compare import compare_run
+
+    run = fcdd.train(tiny_config.replace(epochs=1, out=str(tmp_path / "fcdd"), report=True))
+    runs = compare_run(run.out, ["patchcore"], pretrained="none")
+    assert [r.name for r in runs] == ["fcdd", "patchcore"]
+    compared = tmp_path / "fcdd" / "compare" / "patchcore"
+    assert (compared / "report.html").is_file() and (compared / "gallery_test_global_local.png").is_file()
+    assert runs[1].heatmaps.shape == runs[0].heatmaps.shape and runs[1].paths == runs[0].paths
+    table = (tmp_path / "fcdd" / "compare" / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in table[1:]] == ["fcdd", "patchcore"]

@@ -17,7 +17,12 @@ from fcdd.models import build_net
 
 
 def pseudo_huber(phi: torch.Tensor) -> torch.Tensor:
-    return torch.sqrt(phi * phi + 1) - 1
+    """sqrt(phi^2 + 1) - 1, in fp32 and written as phi^2 / (sqrt(phi^2 + 1) + 1): the same value
+    without the cancellation that rounds small phi to 0 (under bf16 autocast the direct form
+    made every nominal output exactly 0)."""
+    phi = phi.float()
+    square = phi * phi
+    return square / (torch.sqrt(square + 1) + 1)
 
 
 def neg_log_one_minus_exp(a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

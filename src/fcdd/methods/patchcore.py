@@ -15,12 +15,14 @@ the stored bank before copying it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from fcdd.data.transforms import blur, to_float
+from fcdd.data.transforms import gaussian_kernel, to_float
 from fcdd.methods.base import METHODS, Method
 from fcdd.neighbours import PatchFeatures, greedy_coreset, make_search
 
@@ -49,6 +51,9 @@ class PatchCore(Method):
         self.score_mode = config.patchcore_score
         self.neighbourhood = config.neighbourhood
         self.blur_std = DEFAULT_BLUR if config.blur_heatmaps is None else config.blur_heatmaps
+        # a fixed one-channel kernel (not built from the batch's shape), so exported graphs keep it
+        size = 2 * math.ceil(2 * self.blur_std) + 1 if self.blur_std > 0 else 1
+        self.register_buffer("blur_kernel", gaussian_kernel(size, max(self.blur_std, 1e-6))[None, None], persistent=False)
         self._search = None
         self._search_key: tuple | None = None
 
@@ -60,7 +65,7 @@ class PatchCore(Method):
     def fit(self, train_images: torch.Tensor, batch_size: int, device) -> None:
         started = time.perf_counter()
         parts = []
-        for start in range(0, len(train_images), batch_size):
+        for start in tqdm(range(0, len(train_images), batch_size), desc="patch features", unit="batch", leave=False):
             batch = to_float(train_images[start : start + batch_size]).to(device)
             parts.append(self.patch_features(batch).reshape(-1, self.features.out_dim).cpu())
         patches = torch.cat(parts)
@@ -91,30 +96,70 @@ class PatchCore(Method):
         return self._search
 
     # --- scoring --------------------------------------------------------------------------------
+    def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance to and index of each query's nearest bank feature."""
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return graph_nearest(queries, self.bank)
+        distances, index = self.search().search(queries, k=1)
+        return distances[:, 0].to(queries.device), index[:, 0].to(queries.device)
+
+    def bank_neighbours(self, rows: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices of the ``k`` bank features nearest to bank rows ``rows`` (themselves first)."""
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            points = self.bank[rows]
+            squared = points.square().sum(1, keepdim=True) - 2 * points @ self.bank.T + self.bank.square().sum(1)[None]
+            return torch.topk(squared, k, dim=1, largest=False).indices
+        return self.search().search(self.bank[rows.to(self.bank.device)], k=k)[1].to(rows.device)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.patch_features(images)
         b, h, w, d = features.shape
         queries = features.reshape(-1, d)
-        distances, nearest = self.search().search(queries, k=1)
-        distances = distances[:, 0].to(images.device).view(b, h * w)
-        nearest = nearest[:, 0].view(b, h * w)
-        worst = distances.argmax(1)
-        top = distances.gather(1, worst[:, None])[:, 0]
+        distances, nearest = self.nearest(queries)
+        distances, nearest = distances.view(b, h * w), nearest.view(b, h * w)
+        worst = distances.argmax(1, keepdim=True)
+        top = distances.gather(1, worst)[:, 0]
         if self.score_mode == "max":
             scores = top
         else:
-            scores = top * self.reweighting(queries.view(b, h * w, d)[torch.arange(b), worst], nearest[torch.arange(b), worst.cpu()])
+            query = features.reshape(b, h * w, d).gather(1, worst[:, :, None].expand(-1, 1, d))[:, 0]
+            scores = top * self.reweighting(query, nearest.gather(1, worst)[:, 0])
         maps = F.interpolate(distances.view(b, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return scores, blur(maps, self.blur_std)
+        return scores, self.smooth(maps)
+
+    def smooth(self, maps: torch.Tensor) -> torch.Tensor:
+        if self.blur_std <= 0:
+            return maps
+        radius = self.blur_kernel.shape[-1] // 2
+        return F.conv2d(F.pad(maps, [radius] * 4, mode="replicate"), self.blur_kernel)
 
     def reweighting(self, query: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
-        """The paper's weight ``1 - softmax(-)``: near 1 when the nearest bank feature lies in a
-        sparse part of the bank (its own neighbours are far from the query), lower in dense parts."""
+        """The paper's weight ``1 - softmax(.)[nearest]`` over the query's distances to the nearest
+        bank feature's own neighbourhood: near 1 when that feature lies in a sparse part of the
+        bank (its neighbours are far from the query), lower in dense parts."""
         k = min(self.neighbourhood, len(self.bank))
         if k < 2:
             return torch.ones(len(query), device=query.device)
-        bank = self.bank
-        _, around = self.search().search(bank[nearest.to(bank.device)], k=k)  # includes the nearest itself first
-        neighbours = bank[around]  # (B, k, D)
-        spread = (neighbours - query.to(bank.device)[:, None]).norm(dim=-1)  # distances query -> each neighbour
-        return (1 - torch.softmax(spread, dim=1)[:, 0]).to(query.device)
+        around = self.bank_neighbours(nearest, k)  # (B, k), the nearest feature itself first
+        spread = (self.bank[around] - query[:, None]).norm(dim=-1)
+        return 1 - torch.softmax(spread, dim=1)[:, 0]
+
+
+def graph_nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest bank row per query with tensor operations only (for traced / ONNX graphs): the
+    loop runs over the bank's fixed chunks, so the number of queries stays a dynamic axis.
+    Distances are recomputed exactly from the chosen rows, as ``TorchSearch`` does."""
+    query_norms = queries.square().sum(1, keepdim=True)
+    best, best_index = None, None
+    for start in range(0, bank.shape[0], chunk):
+        part = bank[start : start + chunk]
+        squared = query_norms - 2 * queries @ part.T + part.square().sum(1)[None]
+        value, index = squared.min(1)
+        index = index + start
+        if best is None:
+            best, best_index = value, index
+        else:
+            better = value < best
+            best, best_index = torch.where(better, value, best), torch.where(better, index, best_index)
+    exact = (queries - bank[best_index]).square().sum(1).sqrt()
+    return exact, best_index

@@ -61,6 +61,10 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
             "image AUROC %.4f | pixel AUROC %s", metrics["image_auroc"],
             "n/a (no ground-truth maps)" if metrics["pixel_auroc"] is None else f"{metrics['pixel_auroc']:.4f}",
         )
+        for key in ("image_auroc", "pixel_auroc"):
+            value = metrics.get(key)
+            if value is not None and value == value and value < 0.5:
+                log.warning("%s %.4f is below 0.5: the scores rank anomalies below nominal images (diverged or inverted model?)", key, value)
         run = Run(config, method, history, evaluation, metrics, splits, out, supervision)
         if out:
             write_run(run)

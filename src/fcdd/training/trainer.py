@@ -24,6 +24,7 @@ from fcdd.data.supervision import Batch, Supervision
 from fcdd.data.transforms import Augment, to_float
 from fcdd.methods import Method
 from fcdd.rundir import History, read_checkpoint, write_checkpoint
+from fcdd.runtime import autocast, resolve_precision
 
 log = logging.getLogger("fcdd")
 
@@ -78,6 +79,11 @@ class Trainer:
         self.device = device
         self.out = out
         self.augment = Augment.from_config(config)
+        self.precision = resolve_precision(config.precision, device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.method.to(memory_format=self.memory_format)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == torch.float16)
         params = method.trainable_parameters()
         for module in method.frozen_modules():
             module.requires_grad_(False)
@@ -130,7 +136,9 @@ class Trainer:
             images = to_float(train.images[idx]).to(self.device)
             maps = train.maps[idx].float().to(self.device)
             images, maps = self.augment(images, maps, self.generator)
-            yield self.supervision(images, maps, self.generator)
+            batch = self.supervision(images, maps, self.generator)
+            batch.images = batch.images.contiguous(memory_format=self.memory_format)
+            yield batch
 
     def train_epoch(self, train: ImageSet) -> None:
         self.method.train()
@@ -152,13 +160,15 @@ class Trainer:
         bar = tqdm(source, total=len(batches),
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for batch in bar:
-            losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps)
+            with autocast(self.device, self.precision):
+                losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps).float()
             loss = losses.mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} in epoch {self.epoch + 1}; lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             with torch.no_grad():
                 anomalous = batch.labels.bool()
                 sums["loss"] += float(losses.sum())
