@@ -61,18 +61,22 @@ def one_category(data: str, overrides: dict) -> dict:
     }
 
 
-def search_memory(rows: int = 1_000_000, dim: int = 256, queries: int = 20_000) -> dict:
-    """Peak extra memory of one chunked exact search over a large bank (run in a child process)."""
+def search_memory(rows: int = 1_000_000, dim: int = 256, queries: int = 8192) -> dict:
+    """Peak memory of exact chunked search over a large bank beyond the bank itself (run in a
+    child process): building the index, then searching two query chunks."""
     bank = torch.randn(rows, dim)
-    before = peak_rss_mib()
+    with_bank = peak_rss_mib()
     search = TorchSearch(bank)
+    built = peak_rss_mib()
     started = time.perf_counter()
     search.search(torch.randn(queries, dim), k=1)
     seconds = time.perf_counter() - started
+    block_mib = search.query_chunk * search.bank_chunk * 4 / 2**20
     return {
         "bank_rows": rows, "dim": dim, "queries": queries, "bank_mib": rows * dim * 4 / 2**20,
-        "peak_rss_mib_before_search": before, "peak_rss_mib_after_search": peak_rss_mib(),
-        "extra_peak_mib": peak_rss_mib() - before, "query_chunk": search.query_chunk, "bank_chunk": search.bank_chunk,
+        "peak_rss_mib_with_bank": with_bank, "extra_peak_mib_building": built - with_bank,
+        "extra_peak_mib_searching": peak_rss_mib() - built, "distance_block_mib": block_mib,
+        "query_chunk": search.query_chunk, "bank_chunk": search.bank_chunk,
         "seconds": seconds, "queries_per_second": queries / seconds,
     }
 
@@ -91,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coreset-category", default="mvtec_bottle_256", help="category of the coreset comparison")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "patchcore.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--search-only", action="store_true", help="only the search-memory measurement; update it in --out")
     args = parser.parse_args(argv)
     if args.child:
         task = json.loads(args.child)
         result = search_memory() if task["kind"] == "search" else one_category(task["data"], task.get("overrides", {}))
         print(json.dumps(result))
+        return 0
+    if args.search_only:
+        payload = json.loads(Path(args.out).read_text())
+        payload["search_memory"] = child({"kind": "search"})
+        print(json.dumps(payload["search_memory"]))
+        atomic_write_json(args.out, payload)
         return 0
     categories = discover_categories(args.data)
     results = []

@@ -35,7 +35,7 @@ def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any)
 class Config:
     # data
     data: str | None = option(None, "data root: an MVTec-style category folder, a folder of categories, or a reader's directory")
-    dataset: str = option("mvtec", "data layout or reader (see `fcdd datasets`)")
+    dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)")
     category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets")
     image_size: int = option(224, "side of the square network input; images and masks are resized to it")
     channels: int = option(0, "1 grey, 3 colour, 0 decide from the images")
@@ -49,13 +49,13 @@ class Config:
     datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)")
     download: bool = option(False, "download a torchvision-style data set into --datadir when online")
     # network
-    net: str = option("vgg11", "network (see `fcdd nets`)")
+    net: str = option("vgg11", "network (see `fcdd list`)")
     width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)")
     pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path")
     # objective
-    objective: str = option("fcdd", "training objective (see `fcdd objectives`)")
-    supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd noise`)")
-    noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd noise`)")
+    objective: str = option("fcdd", "training objective (see `fcdd list`)")
+    supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd list`)")
+    noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd list`)")
     noise_mix: list[str] = option(["confetti", "cutpaste_scar"], "noise modes that --noise-mode mix draws from, one per anomalous image (comma separated)")
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")

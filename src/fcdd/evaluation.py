@@ -84,18 +84,7 @@ def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch
     if np.isnan(scores_np).any():
         raise ValueError("anomaly scores contain NaN; the model diverged (lower the learning rate)")
     heatmaps = torch.cat(heatmaps) if heatmaps else torch.zeros(0)
-    return Evaluation(
-        scores=scores_np,
-        labels=labels,
-        kinds=list(test.kinds),
-        paths=list(test.paths),
-        heatmaps=heatmaps,
-        pixel_aupro=region_overlap(heatmaps, test) if with_maps else None,
-        image_auroc=auroc(scores_np, labels),
-        pixel_auroc=pixel.compute() if with_maps else None,
-        pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
-        pixel_roc=pixel.curve() if with_maps else None,
-    )
+    return assemble(scores_np, labels, heatmaps, list(test.kinds), list(test.paths), test, pixel if with_maps else None)
 
 
 def evaluation_from_scores(
@@ -109,15 +98,20 @@ def evaluation_from_scores(
     if with_maps:
         for start in range(0, len(test), 64):
             pixel.update(heatmaps[start : start + 64].float(), test.maps[start : start + 64] > 0)
+    return assemble(scores, np.asarray(labels), heatmaps, list(kinds or test.kinds), list(paths or test.paths), test,
+                    pixel if with_maps else None)
+
+
+def assemble(
+    scores: np.ndarray, labels: np.ndarray, heatmaps: torch.Tensor, kinds: list[str], paths: list[str], test: ImageSet,
+    pixel: StreamingAUROC | None,
+) -> Evaluation:
+    """The evaluation of scored test images; ``pixel`` holds their pixel counts when there are masks."""
     return Evaluation(
-        scores=scores,
-        labels=np.asarray(labels),
-        kinds=list(kinds or test.kinds),
-        paths=list(paths or test.paths),
-        heatmaps=heatmaps,
-        pixel_aupro=region_overlap(heatmaps, test) if with_maps else None,
+        scores=scores, labels=labels, kinds=kinds, paths=paths, heatmaps=heatmaps,
         image_auroc=auroc(scores, labels),
-        pixel_auroc=pixel.compute() if with_maps else None,
-        pixel_auroc_error_bound=pixel.error_bound if with_maps else None,
-        pixel_roc=pixel.curve() if with_maps else None,
+        pixel_auroc=pixel.compute() if pixel is not None else None,
+        pixel_auroc_error_bound=pixel.error_bound if pixel is not None else None,
+        pixel_roc=pixel.curve() if pixel is not None else None,
+        pixel_aupro=region_overlap(heatmaps, test) if pixel is not None else None,
     )

@@ -74,12 +74,15 @@ class StreamingAUROC:
         self.positives = torch.zeros(1 << self.bits, dtype=torch.int64)
         self.negatives = torch.zeros(1 << self.bits, dtype=torch.int64)
 
-    def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        scores = scores.detach().reshape(-1).cpu()
-        labels = labels.detach().reshape(-1).cpu().bool()
+    def update(self, scores, labels) -> None:
+        """Add a batch: scores and labels (mask nonzero = anomalous) of the same number of elements."""
+        scores = torch.as_tensor(scores).detach().reshape(-1).cpu()
+        labels = torch.as_tensor(labels).detach().reshape(-1).cpu() != 0
+        if scores.numel() != labels.numel():
+            raise ValueError(f"{scores.numel()} scores but {labels.numel()} mask values")
         if torch.isnan(scores).any():
             raise ValueError("heatmaps contain NaN; the model diverged")
-        keys = _ordered_bits(scores) >> (32 - self.bits)
+        keys = _ordered_bits(scores.float() + 0.0) >> (32 - self.bits)  # + 0.0 folds -0.0 into +0.0
         size = 1 << self.bits
         self.positives += torch.bincount(keys[labels], minlength=size)
         self.negatives += torch.bincount(keys[~labels], minlength=size)
@@ -326,7 +329,7 @@ def _bin_floor(keys: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @dataclass
-class StreamingPixelCurves:
+class StreamingPixelCurves(StreamingAUROC):
     """Pixel F1-max and average precision over arbitrarily many pixels, with two fixed histograms.
 
     Scores are binned like ``StreamingAUROC`` (top ``bits`` bits of the order-preserving float32
@@ -339,29 +342,6 @@ class StreamingPixelCurves:
     ``score >= threshold`` selects exactly the pixels of that bin and above: the reported F1 is
     really reached at that threshold and is never above the exact F1-max.
     """
-
-    bits: int = 20
-
-    def __post_init__(self) -> None:
-        self.positives = torch.zeros(1 << self.bits, dtype=torch.int64)
-        self.negatives = torch.zeros(1 << self.bits, dtype=torch.int64)
-
-    def update(self, heatmaps, masks) -> None:
-        """Add a batch: heatmaps and masks of the same number of elements (mask nonzero = anomalous)."""
-        scores = torch.as_tensor(heatmaps).detach().reshape(-1).cpu()
-        labels = torch.as_tensor(masks).detach().reshape(-1).cpu() != 0
-        if scores.numel() != labels.numel():
-            raise ValueError(f"{scores.numel()} scores but {labels.numel()} mask values")
-        if torch.isnan(scores).any():
-            raise ValueError("heatmaps contain NaN; the model diverged")
-        keys = _ordered_bits(scores.float() + 0.0) >> (32 - self.bits)  # + 0.0 folds -0.0 into +0.0
-        size = 1 << self.bits
-        self.positives += torch.bincount(keys[labels], minlength=size)
-        self.negatives += torch.bincount(keys[~labels], minlength=size)
-
-    @property
-    def counts(self) -> tuple[int, int]:
-        return int(self.positives.sum()), int(self.negatives.sum())
 
     def _cumulative(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """(TP, FP, bin index) at each non-empty bin, bins descending."""

@@ -87,7 +87,8 @@ class TorchSearch:
             raise ValueError(f"chunk sizes must be >= 1, got query_chunk={query_chunk}, bank_chunk={bank_chunk}")
         dtype = torch.float64 if bank.dtype == torch.float64 else torch.float32
         self.bank = bank.detach().to(dtype)
-        self.bank_norms = self.bank.square().sum(dim=1)
+        # a reduction, not ``square().sum()``: that would hold a squared copy of the whole bank
+        self.bank_norms = torch.linalg.vector_norm(self.bank, dim=1).square_()
         self.query_chunk, self.bank_chunk, self.refine = query_chunk, bank_chunk, refine
         self.size, self.dim = self.bank.shape
 
