@@ -32,6 +32,12 @@ class Method(nn.Module):
         super().__init__()
         self.image_size = config.image_size
         self.in_channels = in_channels
+        self._net_name = config.net
+
+    def describe(self) -> str:
+        """What the method is built on, for the log: its network (arch, backbone ...)."""
+        arch = getattr(self, "arch", None)
+        return f"arch {arch}" if arch else f"net {self._net_name}"
 
     def training_loss(self, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor, use_maps: bool) -> torch.Tensor:
         raise NotImplementedError

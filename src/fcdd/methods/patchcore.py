@@ -57,6 +57,10 @@ class PatchCore(Method):
         self._search = None
         self._search_key: tuple | None = None
 
+    def describe(self) -> str:
+        f = self.features
+        return f"backbone {f.backbone} (blocks {', '.join(map(str, f.layers))}, {f.out_dim} channels), coreset {self.coreset:g}"
+
     # --- the memory bank ----------------------------------------------------------------------
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) [0, 1] images -> (B, h, w, D) patch features."""

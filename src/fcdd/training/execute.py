@@ -37,7 +37,8 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         )
         for note in splits.notes:
             log.info("note: %s", note)
-        log.info("objective %s, net %s, %s", config.objective, config.net, supervision.describe())
+        log.info("objective %s, %s, %s", config.objective, method.describe(),
+                 supervision.describe() if method.learns_by_gradient else f"calibrated with {supervision.describe()}")
         if out:
             write_config(config, out)
         learner = make_learner(config, method, supervision, device, out)
