@@ -28,12 +28,12 @@ from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.evaluation import Evaluation, evaluate, evaluation_from_scores
 from fcdd.io import atomic_torch_save, atomic_write_json
 from fcdd.methods import Method, build_method
+from fcdd.runtime import LOG as LOG  # the log file is opened by runtime.run_logging
 from fcdd.runtime import pick_device
 
 log = logging.getLogger("fcdd")
 
 CONFIG = "config.yaml"
-LOG = "log.txt"
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOT = "snapshot.pt"
 HEATMAPS = "heatmaps.pt"

@@ -20,6 +20,9 @@ import torch
 
 log = logging.getLogger("fcdd")
 
+#: the run folder's log file (part of the run-folder contract, ``fcdd.rundir``)
+LOG = "log.txt"
+
 #: offsets of the derived random streams (changing one changes every figure that uses it)
 SEED_OFFSETS = {
     "holdout": 7919,
@@ -94,7 +97,7 @@ def run_logging(out: Path | None) -> Iterator[logging.Logger]:
         handlers.append(console)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(out / "log.txt", mode="a")
+        file_handler = logging.FileHandler(out / LOG, mode="a")
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)

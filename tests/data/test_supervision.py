@@ -125,3 +125,19 @@ def test_other_mode_uses_real_training_anomalies(tmp_path):
     out = supervision(*batch(4, 3, 8), torch.Generator().manual_seed(0))
     assert out.labels.tolist() == [1, 1, 0, 0]
     assert torch.all(out.images[:2] == 1.0)
+
+
+def test_training_leaves_the_callers_splits_as_they_were(synthetic_root, tmp_path):
+    """``fcdd.train(config, splits)`` prepares its own copy: hold-out and real defects are
+    taken from new splits, so the same splits can feed another run."""
+    from fcdd.data import load_data
+    from fcdd.training import execute
+
+    config = Config(dataset="mvtec", data=str(synthetic_root), image_size=32, net="cnn32", width=0.25, pretrained="none",
+                    epochs=1, batch_size=8, holdout=0.2, supervise_mode="noise", noise_mode="mvtec_gt", device="cpu")
+    splits = load_data(config)
+    sizes = (len(splits.train), len(splits.test), list(splits.test.paths), list(splits.notes))
+    run = execute(config, splits)
+    assert (len(splits.train), len(splits.test), list(splits.test.paths), list(splits.notes)) == sizes
+    assert splits.holdout is None and splits.train_anomalies is None and not splits.prepared
+    assert len(run.splits.test) < len(splits.test) and run.splits.holdout is not None
