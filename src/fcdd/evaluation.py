@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from fcdd.data.base import ImageSet
 from fcdd.data.transforms import to_float
 from fcdd.methods.base import Method
-from fcdd.metrics import StreamingAUROC, aupro, auroc, roc_curve
+from fcdd.metrics import StreamingPixelCurves, aupro, auroc, average_precision, f1_max, roc_curve
 
 
 def infer(method: Method, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +38,11 @@ class Evaluation:
     pixel_roc: tuple[np.ndarray, np.ndarray] | None = None
     #: area under the per-region-overlap curve up to FPR 0.3, normalised (MVTec-AD's metric)
     pixel_aupro: float | None = None
+    #: the best F1 over all thresholds with its threshold, and average precision: image and pixel
+    image_f1_max: tuple[float, float] | None = None
+    image_ap: float | None = None
+    pixel_f1_max: tuple[float, float] | None = None
+    pixel_ap: float | None = None
     extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict:
@@ -52,6 +57,12 @@ class Evaluation:
             "pixel_auroc": self.pixel_auroc,
             "pixel_auroc_error_bound": self.pixel_auroc_error_bound,
             "pixel_aupro": self.pixel_aupro,
+            "image_ap": self.image_ap,
+            "image_f1_max": None if self.image_f1_max is None else self.image_f1_max[0],
+            "image_f1_max_threshold": None if self.image_f1_max is None else self.image_f1_max[1],
+            "pixel_ap": self.pixel_ap,
+            "pixel_f1_max": None if self.pixel_f1_max is None else self.pixel_f1_max[0],
+            "pixel_f1_max_threshold": None if self.pixel_f1_max is None else self.pixel_f1_max[1],
             "image_auroc_per_defect": per_kind,
             "n_test": len(self.scores),
             "n_test_anomalous": int(self.labels.sum()),
@@ -69,7 +80,7 @@ def region_overlap(heatmaps: torch.Tensor, test: ImageSet) -> float:
 
 def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> Evaluation:
     method.eval()
-    pixel = StreamingAUROC()
+    pixel = StreamingPixelCurves()
     with_maps = test.has_maps
     scores, heatmaps = [], []
     for start in tqdm(range(0, len(test), batch_size), desc="evaluate", leave=False, disable=not progress):
@@ -94,7 +105,7 @@ def evaluation_from_scores(
     (a finished run read back without scoring its test set again)."""
     scores = np.asarray(scores, dtype=np.float64)
     with_maps = test.has_maps
-    pixel = StreamingAUROC()
+    pixel = StreamingPixelCurves()
     if with_maps:
         for start in range(0, len(test), 64):
             pixel.update(heatmaps[start : start + 64].float(), test.maps[start : start + 64] > 0)
@@ -104,9 +115,10 @@ def evaluation_from_scores(
 
 def assemble(
     scores: np.ndarray, labels: np.ndarray, heatmaps: torch.Tensor, kinds: list[str], paths: list[str], test: ImageSet,
-    pixel: StreamingAUROC | None,
+    pixel: StreamingPixelCurves | None,
 ) -> Evaluation:
     """The evaluation of scored test images; ``pixel`` holds their pixel counts when there are masks."""
+    both = bool(len(labels)) and 0 < int(np.sum(labels)) < len(labels)
     return Evaluation(
         scores=scores, labels=labels, kinds=kinds, paths=paths, heatmaps=heatmaps,
         image_auroc=auroc(scores, labels),
@@ -114,4 +126,8 @@ def assemble(
         pixel_auroc_error_bound=pixel.error_bound if pixel is not None else None,
         pixel_roc=pixel.curve() if pixel is not None else None,
         pixel_aupro=region_overlap(heatmaps, test) if pixel is not None else None,
+        image_f1_max=f1_max(scores, labels) if both else None,
+        image_ap=average_precision(scores, labels) if both else None,
+        pixel_f1_max=pixel.f1_max() if pixel is not None else None,
+        pixel_ap=pixel.average_precision() if pixel is not None else None,
     )
