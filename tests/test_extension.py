@@ -71,7 +71,7 @@ class PixelDistance(Method):
         super().__init__(config, in_channels)
         self.register_buffer("mean", torch.zeros(1, in_channels, config.image_size, config.image_size))
 
-    def fit(self, train_images, batch_size, device) -> None:
+    def fit(self, train_images, batch_size, device, state=None, save=None) -> None:
         self.mean.copy_(train_images.float().div(255).mean(0, keepdim=True))
 
     def forward(self, images):

@@ -111,3 +111,30 @@ def test_report_and_compare_treat_patchcore_like_any_method(tiny_config, tmp_pat
     assert runs[1].heatmaps.shape == runs[0].heatmaps.shape and runs[1].paths == runs[0].paths
     table = (tmp_path / "fcdd" / "compare" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in table[1:]] == ["fcdd", "patchcore"]
+
+
+def test_a_fit_killed_midway_resumes_to_the_same_bank(tiny_config, tmp_path, monkeypatch):
+    from fcdd.methods.patchcore import PatchCore
+    from fcdd.training.trainer import SinglePassFit
+
+    monkeypatch.setattr(PatchCore, "save_every", 10)
+    config = patchcore_config(tiny_config, coreset=0.5, out=str(tmp_path / "whole"))
+    whole = execute(config)
+    saves = []
+    original = SinglePassFit.save_fit_state
+
+    def killed(self, state):
+        original(self, state)  # the checkpoint is written, then the process dies
+        saves.append(len(state["selected"]))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SinglePassFit, "save_fit_state", killed)
+    interrupted = config.replace(out=str(tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):
+        execute(interrupted)
+    monkeypatch.setattr(SinglePassFit, "save_fit_state", original)
+    resumed = execute(interrupted.replace(resume=True))
+    assert saves == [10, 20]
+    assert torch.equal(resumed.method.bank, whole.method.bank)
+    assert np.allclose(resumed.evaluation.scores, whole.evaluation.scores)

@@ -145,3 +145,16 @@ def test_covering_radius_matches_brute_force():
     expected = float(torch.cdist(points.double(), centres.double()).min(dim=1).values.max())
     assert covering_radius(points, centres, query_chunk=4, bank_chunk=3) == pytest.approx(expected, abs=1e-5)
     assert covering_radius(centres, centres) == 0.0
+
+
+def test_resumed_selection_equals_an_uninterrupted_one():
+    from fcdd.neighbours.coreset import greedy_coreset
+
+    points = torch.randn(500, 24, generator=torch.Generator().manual_seed(3))
+    saved = []
+    full = greedy_coreset(points, size=60, projection_dim=8, seed=1, save=saved.append, save_every=10)
+    assert [len(s["selected"]) for s in saved] == [10, 20, 30, 40, 50]
+    for state in (saved[0], saved[3]):
+        assert torch.equal(greedy_coreset(points, size=60, projection_dim=8, seed=1, state=state), full)
+    with pytest.raises(ValueError, match="does not fit"):
+        greedy_coreset(points[:100], size=60, projection_dim=8, seed=1, state=saved[0])

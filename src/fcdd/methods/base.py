@@ -45,9 +45,15 @@ class Method(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def fit(self, train_images: torch.Tensor, batch_size: int, device: torch.device | str) -> None:
+    def fit(
+        self, train_images: torch.Tensor, batch_size: int, device: torch.device | str,
+        state: dict | None = None, save: Callable[[dict], None] | None = None,
+    ) -> None:
         """Methods that do not learn by gradient: learn from the nominal images (uint8) in one
-        pass and keep what they learnt in buffers, so that it is part of the snapshot."""
+        pass and keep what they learnt in buffers, so that it is part of the snapshot.
+
+        A long fit calls ``save(state)`` now and then (tensors and plain values); a fit given
+        that ``state`` back continues from it (the run was killed and resumed)."""
         raise NotImplementedError
 
     def after_training(self, train_images: torch.Tensor, batch_size: int, device: torch.device | str) -> None:

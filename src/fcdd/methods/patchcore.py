@@ -36,6 +36,8 @@ DEFAULT_BLUR = 4.0
 class PatchCore(Method):
     learns_by_gradient = False
     uses_anomalies = False
+    #: coreset picks between two saves of an interrupted fit's progress
+    save_every = 2000
 
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
@@ -66,7 +68,7 @@ class PatchCore(Method):
         """(B, C, H, W) [0, 1] images -> (B, h, w, D) patch features."""
         return self.features(images).permute(0, 2, 3, 1)
 
-    def fit(self, train_images: torch.Tensor, batch_size: int, device) -> None:
+    def fit(self, train_images: torch.Tensor, batch_size: int, device, state: dict | None = None, save=None) -> None:
         started = time.perf_counter()
         parts = []
         for start in tqdm(range(0, len(train_images), batch_size), desc="patch features", unit="batch", leave=False):
@@ -74,7 +76,10 @@ class PatchCore(Method):
             parts.append(self.patch_features(batch).reshape(-1, self.features.out_dim).cpu())
         patches = torch.cat(parts)
         extracted = time.perf_counter()
-        keep = greedy_coreset(patches, fraction=self.coreset, projection_dim=self.projection, seed=self.seed)
+        # the features come out the same every time, so a resumed fit extracts them again and
+        # continues the (much longer) coreset selection from its saved picks
+        keep = greedy_coreset(patches, fraction=self.coreset, projection_dim=self.projection, seed=self.seed, state=state, save=save,
+                              save_every=self.save_every)
         self.bank = patches[keep].to(self.bank.device)
         self._search = None
         log.info(

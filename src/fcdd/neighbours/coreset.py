@@ -12,6 +12,7 @@ Johnson-Lindenstrauss lemma keeps pairwise distances within a factor ``1 +- eps`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -88,6 +89,9 @@ def greedy_coreset(
     projection_dim: int | None = 128,
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
+    state: dict | None = None,
+    save: Callable[[dict], None] | None = None,
+    save_every: int = 2000,
 ) -> Tensor:
     """Indices (long, on ``features``' device, in selection order) of a greedy k-centre coreset.
 
@@ -102,6 +106,11 @@ def greedy_coreset(
     O(N k d). ``chunk`` bounds the rows cast and projected at once. Chosen points are never
     picked again, so the indices are distinct even with duplicate features. ``fraction == 1``
     (or ``size >= N``) returns ``arange(N)``.
+
+    Resumable: every ``save_every`` picks ``save(state)`` gets the selection so far (``selected``
+    indices and the ``nearest`` distance vector, O(k + N)); passing that ``state`` back with the
+    same features and arguments continues where it stopped and gives the same result as an
+    uninterrupted run.
 
     In the (projected) space the result's covering radius is at most twice the optimum over all
     k-subsets (Gonzalez' bound); a projection with distortion ``1 +- eps`` loosens this to
@@ -129,7 +138,17 @@ def greedy_coreset(
         nearest = torch.full((n,), math.inf, dtype=points.dtype, device=device)
         scratch = torch.empty_like(nearest)
         index = torch.tensor(first, device=device)
-        for step in range(k):
+        done = 0
+        if state is not None:
+            done = len(state["selected"])
+            if done > k or len(state["nearest"]) != n:
+                raise ValueError(f"coreset state of {done} picks over {len(state['nearest'])} points does not fit {k} of {n}")
+            selected[:done] = state["selected"].to(device)
+            nearest.copy_(state["nearest"].to(device, points.dtype))
+            index = torch.argmax(nearest)
+        for step in range(done, k):
+            if save is not None and step > done and step % save_every == 0:
+                save({"selected": selected[:step].cpu().clone(), "nearest": nearest.cpu().clone()})
             selected[step] = index  # ``index`` stays on the device: no host sync per step
             centre = points[index]
             torch.addmv(norms, points, centre, alpha=-2.0, out=scratch)

@@ -220,16 +220,28 @@ class SinglePassFit:
         self.out = out
         self.history = History()
         self.epoch = 0
+        #: what an interrupted fit saved (``Method.fit``'s ``state``)
+        self.fit_state: dict | None = None
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "method": self.method.state_dict(), "history": self.history.to_dict(), "config": self.config.to_dict()}
+        return {"epoch": self.epoch, "method": self.method.state_dict(), "history": self.history.to_dict(),
+                "config": self.config.to_dict(), "fit_state": self.fit_state}
+
+    def save_fit_state(self, fit_state: dict) -> None:
+        self.fit_state = fit_state
+        if self.out is not None:
+            write_checkpoint(self.out, self.state())
 
     def load_checkpoint(self, path: Path) -> None:
         state = read_checkpoint(path, self.device)
-        self.method.load_state_dict(state["method"])
-        self.history = History.from_dict(state["history"])
         self.epoch = int(state["epoch"])
-        log.info("resumed from %s: fitted before", path)
+        self.history = History.from_dict(state["history"])
+        self.fit_state = state.get("fit_state")
+        if self.epoch:
+            self.method.load_state_dict(state["method"])
+            log.info("resumed from %s: fitted before", path)
+        else:
+            log.info("resumed from %s: continuing an interrupted fit", path)
 
     def fit(self, train: ImageSet) -> History:
         if len(train) == 0:
@@ -239,12 +251,13 @@ class SinglePassFit:
         started = time.perf_counter()
         self.method.eval()
         with torch.no_grad():
-            self.method.fit(train.images, self.config.eval_batch_size, self.device)
+            self.method.fit(train.images, self.config.eval_batch_size, self.device, state=self.fit_state, save=self.save_fit_state)
         seconds = time.perf_counter() - started
         h = self.history
         h.seconds.append(seconds)
         h.images_per_second.append(len(train) / seconds if seconds else 0.0)
         self.epoch = 1
+        self.fit_state = None
         if self.out is not None:
             write_checkpoint(self.out, self.state())
         log.info("fitted on %d nominal images in %.1f s", len(train), seconds)
