@@ -6,7 +6,9 @@ time the bare network's forward + backward + optimiser step on in-memory random 
 same batch shape. ``throughput_ratio`` = end-to-end training images/s (data indexing,
 augmentation, confetti noise, loss, optimiser) / raw images/s. The bare network is also timed
 in plain fp32 with contiguous tensors and in fp32 channels-last, so the fast path's speed-up
-(``--precision`` / ``--channels-last``) is a ratio measured in the same run. Writes JSON.
+(``--precision`` / ``--channels-last``) is a ratio measured in the same run. ``--check-fp32``
+also trains each set in plain fp32 / contiguous and with a second seed on the fast path, so the
+fast path's AUROC change can be read against seed noise. Writes JSON.
 
     .venv/bin/python benchmarks/train_fcdd.py --datasets synthetic,hazelnut_toy --out benchmarks/results/train_fcdd.json
 """
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu-fast.yaml"), help="config for real categories")
     parser.add_argument("--epochs", type=int, default=None, help="override epochs everywhere (quick checks)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_fcdd.json"))
+    parser.add_argument("--check-fp32", action="store_true", help="also train in fp32 / contiguous and with seed 1 (AUROC vs seed noise)")
     args = parser.parse_args(argv)
     results = []
     work = Path(tempfile.mkdtemp(prefix="fcdd-bench-"))
@@ -120,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             config = Config.from_yaml(args.config).replace(data=str(SHARED / name), out=str(work / name))
         config = config.replace(report=False, **({"epochs": args.epochs} if args.epochs else {}))
         result = bench(name, config)
+        if args.check_fp32:
+            plain = fcdd.train(config.replace(precision="fp32", channels_last=False, out=str(Path(config.out).parent / f"{name}-fp32")))
+            seed1 = fcdd.train(config.replace(seed=config.seed + 1, out=str(Path(config.out).parent / f"{name}-seed1")))
+            result["fp32_contiguous"] = {k: plain.metrics[k] for k in ("image_auroc", "pixel_auroc", "train_seconds")}
+            result["fast_path_seed1"] = {k: seed1.metrics[k] for k in ("image_auroc", "pixel_auroc", "train_seconds")}
+            result["auroc_change_fast_vs_fp32"] = {k: result[k] - plain.metrics[k] for k in ("image_auroc", "pixel_auroc")}
+            result["auroc_change_seed0_vs_seed1"] = {k: result[k] - seed1.metrics[k] for k in ("image_auroc", "pixel_auroc")}
         print(json.dumps({k: v for k, v in result.items() if k != "config"}))
         results.append(result)
     payload = {
