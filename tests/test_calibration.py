@@ -49,7 +49,7 @@ def test_max_f1_threshold_reproduces_its_f1():
 
 def test_run_stores_thresholds_that_reproduce_their_claims(tiny_run):
     stored = tiny_run.metrics["thresholds"]
-    snapshot = torch.load(Path(tiny_run.out) / "snapshot.pt", weights_only=False)
+    snapshot = torch.load(Path(tiny_run.out) / "snapshot.pt", weights_only=True)
     assert snapshot["thresholds"]["image"]["threshold"] == stored["image"]["threshold"]
     assert stored["image"]["rule"] == "max_f1" and stored["n_anomalous"] > 0
     # the calibration images are rebuilt deterministically: same threshold, same F1

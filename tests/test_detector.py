@@ -21,7 +21,7 @@ def detector(tiny_run) -> Detector:
 
 
 def test_files_score_like_the_training_time_evaluation(tiny_run, detector):
-    stored = torch.load(Path(tiny_run.out) / "heatmaps.pt", weights_only=False)
+    stored = torch.load(Path(tiny_run.out) / "heatmaps.pt", weights_only=True)
     scores = detector.score(stored["paths"])
     np.testing.assert_allclose(scores.double().numpy(), stored["scores"].numpy(), rtol=1e-5, atol=1e-7)
     heatmaps = detector.heatmap(stored["paths"])
@@ -109,7 +109,7 @@ def test_bad_inputs_name_the_file(tmp_path, tiny_run, detector):
 
 
 def test_snapshot_from_a_version_with_other_options_still_loads(tiny_run, detector):
-    snapshot = torch.load(Path(tiny_run.out) / "snapshot.pt", weights_only=False)
+    snapshot = torch.load(Path(tiny_run.out) / "snapshot.pt", weights_only=True)
     snapshot["config"]["an_option_from_elsewhere"] = 3
     other = Detector(snapshot, device="cpu")
     path = tiny_run.evaluation.paths[0]

@@ -25,9 +25,9 @@ def test_training_lowers_loss_and_writes_run_folder(tiny_config):
     assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
     assert metrics["image_auroc"] == pytest.approx(run.evaluation.image_auroc)
     assert Config.from_yaml(out / "config.yaml") == config
-    snapshot = torch.load(out / "snapshot.pt", weights_only=False)
+    snapshot = torch.load(out / "snapshot.pt", weights_only=True)
     assert snapshot["config"] == config.to_dict() and snapshot["in_channels"] == 3
-    heat = torch.load(out / "heatmaps.pt", weights_only=False)
+    heat = torch.load(out / "heatmaps.pt", weights_only=True)
     assert heat["heatmaps"].shape == (len(run.splits.test), 1, 32, 32)
     assert "epoch 4" in (out / "log.txt").read_text()
 

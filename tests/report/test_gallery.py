@@ -100,7 +100,7 @@ def test_drawn_heatmap_tiles_are_the_normalised_maps(tmp_path, mode):
 
 
 def _stored(run) -> dict:
-    return torch.load(Path(run.out) / "heatmaps.pt", weights_only=False)
+    return torch.load(Path(run.out) / "heatmaps.pt", weights_only=True)
 
 
 def test_run_galleries_are_ordered_by_the_stored_scores(report_run):

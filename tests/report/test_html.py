@@ -28,7 +28,7 @@ def test_page_is_self_contained(report_run):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must not load anything from the network"
     assert "<link" not in page and "import(" not in page
     data = _data(page)
-    stored = torch.load(Path(report_run.out) / "heatmaps.pt", weights_only=False)
+    stored = torch.load(Path(report_run.out) / "heatmaps.pt", weights_only=True)
     assert len(data["cards"]) == len(stored["scores"])
     card = data["cards"][0]
     assert {"score", "label", "kind", "path", "img", "g", "l", "truth"} <= set(card)
@@ -40,7 +40,7 @@ def test_page_is_self_contained(report_run):
 
 def test_page_in_headless_chromium(report_run, browser, tmp_path):
     out = Path(report_run.out)
-    stored = torch.load(out / "heatmaps.pt", weights_only=False)
+    stored = torch.load(out / "heatmaps.pt", weights_only=True)
     scores, labels = stored["scores"].numpy(), stored["labels"].numpy()
     browser.open(out / "report.html")
     assert browser.evaluate("document.documentElement.dataset.ready") == "1"

@@ -60,7 +60,7 @@ def test_report_command_reevaluates_without_heatmaps(report_run, tmp_path):
     cards = json.loads(re.search(r'id="fcdd-data">(.*?)</script>', page, re.S).group(1))["cards"]
     assert [c["path"] for c in cards] == report_run.splits.test.paths
     loaded = load_run(run_dir, reevaluate=True)
-    stored = torch.load(Path(report_run.out) / "heatmaps.pt", weights_only=False)
+    stored = torch.load(Path(report_run.out) / "heatmaps.pt", weights_only=True)
     np.testing.assert_allclose(loaded.evaluation.scores, stored["scores"].numpy(), rtol=1e-4, atol=1e-6)
 
 

@@ -34,7 +34,7 @@ def test_log_and_metrics(report_run):
     log = (out / "log.txt").read_text()
     assert "image AUROC" in log and "training images" in log and "report written" in log
     metrics = json.loads((out / "metrics.json").read_text())
-    stored = torch.load(out / "heatmaps.pt", weights_only=False)
+    stored = torch.load(out / "heatmaps.pt", weights_only=True)
     assert metrics["image_auroc"] == pytest.approx(auroc(stored["scores"].numpy(), stored["labels"].numpy()))
     assert metrics["n_test"] == len(stored["scores"]) == len(report_run.splits.test)
 
@@ -42,7 +42,7 @@ def test_log_and_metrics(report_run):
 def test_snapshot_reproduces_the_stored_scores(report_run):
     out = Path(report_run.out)
     _, method = method_from_snapshot(read_snapshot(out))
-    stored = torch.load(out / "heatmaps.pt", weights_only=False)
+    stored = torch.load(out / "heatmaps.pt", weights_only=True)
     test = report_run.splits.test
     with torch.no_grad():
         scores, heatmaps = method(to_float(test.images))
