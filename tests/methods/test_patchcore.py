@@ -73,11 +73,15 @@ def test_run_with_no_gradients_snapshot_and_resume(tiny_config, tmp_path, monkey
 
 
 def test_patchcore_needs_no_supervision_flags(tiny_config):
-    """The default supervision (synthetic anomalies) only feeds calibration for a fit method."""
+    """Whatever --supervise-mode says, a method fitted on nominal images sees nominal images
+    only, and its verdict threshold comes from held-out nominal images (false-positive rate)."""
     config = patchcore_config(tiny_config, out=None)
+    assert config.supervise_mode == "malformed_normal"
     run = execute(config)
-    assert run.metrics["thresholds"]["n_anomalous"] > 0
-    assert run.metrics["thresholds"]["image"]["threshold"] > 0
+    thresholds = run.metrics["thresholds"]
+    assert thresholds["n_anomalous"] == 0 and thresholds["image"]["rule"].startswith("fpr<=")
+    assert thresholds["image"]["threshold"] > 0 and run.supervision.describe().startswith("unsupervised")
+    assert run.config.supervise_mode == "unsupervised"
 
 
 @pytest.mark.slow

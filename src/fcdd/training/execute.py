@@ -16,7 +16,7 @@ from fcdd.data.base import DataSplits
 from fcdd.evaluation import evaluate
 from fcdd.rundir import Run, resume_checkpoint, write_config, write_run
 from fcdd.runtime import run_logging
-from fcdd.training.setup import prepare
+from fcdd.training.setup import effective_config, prepare
 from fcdd.training.trainer import make_learner
 
 log = logging.getLogger("fcdd")
@@ -24,6 +24,7 @@ log = logging.getLogger("fcdd")
 
 def execute(config: Config, splits: DataSplits | None = None) -> Run:
     """Train, evaluate, calibrate and write the run folder (when ``config.out`` is set)."""
+    config = effective_config(config)
     out = Path(config.out) if config.out else None
     with run_logging(out):
         checkpoint = resume_checkpoint(config, out) if out else None
@@ -37,8 +38,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         )
         for note in splits.notes:
             log.info("note: %s", note)
-        log.info("objective %s, %s, %s", config.objective, method.describe(),
-                 supervision.describe() if method.learns_by_gradient else f"calibrated with {supervision.describe()}")
+        log.info("objective %s, %s, %s", config.objective, method.describe(), supervision.describe())
         if out:
             write_config(config, out)
         learner = make_learner(config, method, supervision, device, out)

@@ -11,7 +11,7 @@ from fcdd.data.base import DataSplits
 from fcdd.data.prepare import prepare_splits
 from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.data.transforms import channel_stats
-from fcdd.methods import Method, build_method
+from fcdd.methods import METHODS, Method, build_method
 from fcdd.runtime import pick_device, seed_everything
 
 
@@ -22,6 +22,18 @@ class Setup:
     #: built once per run: training, calibration, galleries and the preview all use this one
     supervision: Supervision
     device: torch.device
+
+
+def effective_config(config: Config) -> Config:
+    """The options as the run uses them: a method fitted on nominal images alone (no gradients,
+    no anomalies) runs unsupervised whatever ``--supervise-mode`` says, so its verdicts are
+    calibrated on held-out nominal images (a false-positive rate), not on synthetic anomalies it
+    never learnt from, and its galleries show what it saw."""
+    kind = METHODS.get(config.objective)
+    if not getattr(kind, "learns_by_gradient", True) and not getattr(kind, "uses_anomalies", True) \
+            and config.supervise_mode != "unsupervised":
+        return config.replace(supervise_mode="unsupervised")
+    return config
 
 
 def prepare(config: Config, splits: DataSplits | None = None) -> Setup:
@@ -37,9 +49,7 @@ def prepare(config: Config, splits: DataSplits | None = None) -> Setup:
     method = build_method(config, splits.train.channels)
     mean, std = channel_stats(splits.train.images)
     method.set_input_normalisation(mean, std)
-    # a method that learns without gradients never sees the supervision's anomalies: calibration
-    # alone uses them, so any mode is fine for it
-    if method.learns_by_gradient and not method.uses_anomalies and config.supervise_mode != "unsupervised":
+    if not method.uses_anomalies and config.supervise_mode != "unsupervised":
         raise ValueError(f"objective {config.objective} trains on nominal images only; use --supervise-mode unsupervised")
     supervision = build_supervision(config, splits)
     return Setup(splits, method, supervision, device)
