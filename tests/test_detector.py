@@ -115,3 +115,13 @@ def test_snapshot_from_a_version_with_other_options_still_loads(tiny_run, detect
     path = tiny_run.evaluation.paths[0]
     assert float(other.score(path)[0]) == pytest.approx(float(detector.score(path)[0]))
     assert other.describe()["image_size"] == 32
+
+
+def test_prediction_repr_is_short_and_version_is_printed(capsys):
+    from fcdd.cli import main
+
+    text = repr(Prediction(0.7, torch.zeros(64, 64), threshold=0.5))
+    assert text == "Prediction(score=0.7, anomalous, heatmap=(64, 64))"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("fcdd 0.1.0")

@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
+from fcdd import __version__
 from fcdd.commands import COMMANDS, config_from_args
 from fcdd.data.base import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcdd", description="Explainable visual anomaly detection (FCDD and baselines).")
+    parser.add_argument("--version", action="version", version=f"fcdd {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, spec in COMMANDS.items():
         p = sub.add_parser(name, help=spec.help, description=spec.help)

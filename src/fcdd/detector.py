@@ -61,6 +61,11 @@ class Prediction:
             "anomalous_pixel_fraction": None if mask is None else float(mask.float().mean()),
         }
 
+    def __repr__(self) -> str:
+        """Short: the heatmap as its shape, not its values."""
+        verdict = f", {self.verdict}" if self.verdict else ""
+        return f"Prediction(score={self.score:.4g}{verdict}, heatmap={tuple(self.heatmap.shape)})"
+
     def __getitem__(self, key: str):
         """``prediction["score"]`` works too (the first version returned dicts)."""
         return self.heatmap if key == "heatmap" else self.to_dict()[key]
