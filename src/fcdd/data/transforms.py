@@ -112,9 +112,14 @@ def gaussian_kernel(size: int, std: float) -> torch.Tensor:
 
 
 def blur(maps: torch.Tensor, std: float) -> torch.Tensor:
-    """Gaussian blur (same size) for gradient and reconstruction heatmaps."""
+    """Gaussian blur (same size), channel by channel, edges replicated.
+
+    Every channel goes through one fixed (1, 1, k, k) kernel, so the kernel's shape never
+    depends on the batch and traced / ONNX graphs can hold it.
+    """
     if std <= 0:
         return maps
     size = 2 * math.ceil(2 * std) + 1
-    kernel = gaussian_kernel(size, std).to(maps)[None, None].expand(maps.shape[1], 1, size, size)
-    return F.conv2d(F.pad(maps, [size // 2] * 4, mode="replicate"), kernel, groups=maps.shape[1])
+    kernel = gaussian_kernel(size, std).to(maps)[None, None]
+    channels = maps.reshape(-1, 1, *maps.shape[-2:])
+    return F.conv2d(F.pad(channels, [size // 2] * 4, mode="replicate"), kernel).reshape(maps.shape)

@@ -15,14 +15,13 @@ the stored bank before copying it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fcdd.data.transforms import gaussian_kernel, to_float
+from fcdd.data.transforms import blur, to_float
 from fcdd.methods.base import METHODS, Method
 from fcdd.neighbours import PatchFeatures, greedy_coreset, make_search
 
@@ -53,9 +52,6 @@ class PatchCore(Method):
         self.score_mode = config.patchcore_score
         self.neighbourhood = config.neighbourhood
         self.blur_std = DEFAULT_BLUR if config.blur_heatmaps is None else config.blur_heatmaps
-        # a fixed one-channel kernel (not built from the batch's shape), so exported graphs keep it
-        size = 2 * math.ceil(2 * self.blur_std) + 1 if self.blur_std > 0 else 1
-        self.register_buffer("blur_kernel", gaussian_kernel(size, max(self.blur_std, 1e-6))[None, None], persistent=False)
         self._search = None
         self._search_key: tuple | None = None
 
@@ -115,9 +111,7 @@ class PatchCore(Method):
     def bank_neighbours(self, rows: torch.Tensor, k: int) -> torch.Tensor:
         """Indices of the ``k`` bank features nearest to bank rows ``rows`` (themselves first)."""
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            points = self.bank[rows]
-            squared = points.square().sum(1, keepdim=True) - 2 * points @ self.bank.T + self.bank.square().sum(1)[None]
-            return torch.topk(squared, k, dim=1, largest=False).indices
+            return torch.topk(squared_distances(self.bank[rows], self.bank), k, dim=1, largest=False).indices
         return self.search().search(self.bank[rows.to(self.bank.device)], k=k)[1].to(rows.device)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,13 +128,7 @@ class PatchCore(Method):
             query = features.reshape(b, h * w, d).gather(1, worst[:, :, None].expand(-1, 1, d))[:, 0]
             scores = top * self.reweighting(query, nearest.gather(1, worst)[:, 0])
         maps = F.interpolate(distances.view(b, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return scores, self.smooth(maps)
-
-    def smooth(self, maps: torch.Tensor) -> torch.Tensor:
-        if self.blur_std <= 0:
-            return maps
-        radius = self.blur_kernel.shape[-1] // 2
-        return F.conv2d(F.pad(maps, [radius] * 4, mode="replicate"), self.blur_kernel)
+        return scores, blur(maps, self.blur_std)
 
     def reweighting(self, query: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
         """The paper's weight ``1 - softmax(.)[nearest]`` over the query's distances to the nearest
@@ -154,16 +142,18 @@ class PatchCore(Method):
         return 1 - torch.softmax(spread, dim=1)[:, 0]
 
 
+def squared_distances(points: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(P, R) squared distances as ``||p||^2 - 2 p.r + ||r||^2``, one matrix product (graph-friendly)."""
+    return points.square().sum(1, keepdim=True) - 2 * points @ rows.T + rows.square().sum(1)[None]
+
+
 def graph_nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest bank row per query with tensor operations only (for traced / ONNX graphs): the
     loop runs over the bank's fixed chunks, so the number of queries stays a dynamic axis.
     Distances are recomputed exactly from the chosen rows, as ``TorchSearch`` does."""
-    query_norms = queries.square().sum(1, keepdim=True)
     best, best_index = None, None
     for start in range(0, bank.shape[0], chunk):
-        part = bank[start : start + chunk]
-        squared = query_norms - 2 * queries @ part.T + part.square().sum(1)[None]
-        value, index = squared.min(1)
+        value, index = squared_distances(queries, bank[start : start + chunk]).min(1)
         index = index + start
         if best is None:
             best, best_index = value, index
