@@ -87,8 +87,12 @@ def run_method(base: Config, name: str, objective: str, arch: str | None, out: P
     (a semi-supervised base run has moved some defects from the test set to training).
     """
     config = compare_config(base, objective, arch, out, **overrides)
-    log.info("compare: training %s into %s", name, out)
-    if not run_or_resume(config, lambda c: train(c, splits)):
+
+    def train_one(config: Config) -> None:
+        log.info("compare: training %s into %s", name, out)
+        train(config, splits)
+
+    if not run_or_resume(config, train_one):
         log.info("compare: %s already finished in %s", name, out)
     return _load_run(name, out)
 

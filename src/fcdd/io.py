@@ -44,21 +44,24 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Strict JSON (no NaN or Infinity, which most parsers refuse): a non-finite number becomes
     null, and a top-level mapping gets ``null_reasons`` saying which value was what."""
     reasons: dict[str, str] = {}
-    clean = finite_json(json.loads(json.dumps(obj, default=_jsonable)), reasons)
+    clean = finite_json(obj, reasons)
     if reasons and isinstance(clean, dict):
         clean["null_reasons"] = {**clean.get("null_reasons", {}), **reasons}
-    return atomic_write_text(path, json.dumps(clean, indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, json.dumps(clean, indent=2, allow_nan=False, default=_jsonable) + "\n")
 
 
 def finite_json(value: Any, reasons: dict[str, str], where: str = "") -> Any:
-    """``value`` with every NaN / infinite float replaced by None; ``reasons[path]`` says why."""
+    """``value`` with arrays and tensors as lists and every NaN / infinite float replaced by
+    None; ``reasons[path]`` says why. One walk, before the one ``json.dumps``."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # numpy / torch values and arrays (their floats can be NaN too)
     if isinstance(value, float) and not math.isfinite(value):
         reasons[where or "value"] = "not a number (undefined, e.g. one class only)" if math.isnan(value) else \
             f"{'+' if value > 0 else '-'}infinite"
         return None
     if isinstance(value, dict):
         return {k: finite_json(v, reasons, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [finite_json(v, reasons, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 

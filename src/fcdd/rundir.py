@@ -129,10 +129,16 @@ def read_heatmaps(run_dir: Path) -> dict:
     path = Path(run_dir) / HEATMAPS
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: {run_dir} is not a finished run")
+    return load_tensors(path, "heatmaps file")
+
+
+def load_tensors(path: Path, what: str, device: torch.device | str = "cpu"):
+    """A ``.pt`` file of the run folder, loaded without running code (tensors and plain values
+    only); any failure is a ``ValueError`` naming the file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable heatmaps file ({err})") from None
+        raise ValueError(f"{path}: not a readable {what} ({err})") from None
 
 
 def read_snapshot(path: str | Path) -> dict:
@@ -141,10 +147,7 @@ def read_snapshot(path: str | Path) -> dict:
         path = path / SNAPSHOT
     if not path.is_file():
         raise FileNotFoundError(f"no snapshot at {path} (expected a run folder or a snapshot.pt)")
-    try:
-        snapshot = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable fcdd snapshot ({err})") from None
+    snapshot = load_tensors(path, "fcdd snapshot")
     if not isinstance(snapshot, dict) or "state_dict" not in snapshot or "config" not in snapshot:
         raise ValueError(f"{path}: not an fcdd snapshot (no config / state_dict)")
     snapshot["path"] = str(path)
@@ -152,10 +155,7 @@ def read_snapshot(path: str | Path) -> dict:
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+    return load_tensors(path, "checkpoint", device)
 
 
 def config_from_snapshot(snapshot: dict) -> Config:

@@ -9,6 +9,7 @@ and the offsets live in one table.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import sys
@@ -66,6 +67,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 pays."""
     try:
