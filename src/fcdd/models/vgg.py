@@ -10,10 +10,32 @@ from fcdd.models.base import FCDDNet, scaled
 from fcdd.models.pretrained import load_matching, resolve_weights, strip_prefix, torchvision_state_dict
 from fcdd.models.registry import NETS
 
-# VGG11 configuration up to the last convolution before the fourth pooling (a 28x28 map at 224)
-_STAGES = (64, "M", 128, "M", 256, 256, "M", 512, 512)
+#: torchvision's VGG11 layout: output channels of each 3x3 convolution, "M" a 2x2 max pooling
+VGG11_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+# the FCDD net stops at the last convolution before the fourth pooling (a 28x28 map at 224)
+_STAGES = VGG11_LAYOUT[:9]
 #: indices (torchvision layout) of the layers frozen when ImageNet weights are used
 _FROZEN_LAYERS = 10
+
+
+def vgg_bn_layers(layout, in_channels: int, width: float = 1.0, inplace: bool = True) -> tuple[list[nn.Module], int]:
+    """Convolution, batch norm and ReLU per channel count, pooling per "M", indexed as in
+    torchvision's ``vgg11_bn.features`` (so its weights load as they are); and the channels out."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in layout:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            out = scaled(int(item), width)
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=inplace)]
+            channels = out
+    return layers, channels
+
+
+def imagenet_state_dict(pretrained: str | None = "auto") -> dict | None:
+    """VGG11-BN's ImageNet weights, from a file or torchvision when it imports."""
+    return resolve_weights(pretrained, "vgg11_bn", [lambda: torchvision_state_dict("vgg11_bn", "VGG11_BN_Weights")])
 
 
 class VGG11FCDD(FCDDNet):
@@ -22,15 +44,7 @@ class VGG11FCDD(FCDDNet):
     def __init__(self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = None) -> None:
         self.normalisation = "imagenet" if pretrained not in (None, "", "none") else "dataset"
         super().__init__(in_channels, input_size)
-        layers: list[nn.Module] = []
-        channels = 3 if self.normalisation == "imagenet" else in_channels
-        for item in _STAGES:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                out = scaled(int(item), width)
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-                channels = out
+        layers, channels = vgg_bn_layers(_STAGES, 3 if self.normalisation == "imagenet" else in_channels, width)
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(channels, 1, 1)
         self.pretrained_loaded = False
@@ -41,7 +55,7 @@ class VGG11FCDD(FCDDNet):
         if width != 1.0:
             warnings.warn("ImageNet weights need width 1.0; using random initialisation", stacklevel=3)
             return
-        state = resolve_weights(pretrained, "vgg11_bn", [lambda: torchvision_state_dict("vgg11_bn", "VGG11_BN_Weights")])
+        state = imagenet_state_dict(pretrained)
         if state is None:
             return
         load_matching(self.features, state, strip_prefix("features."), "pretrained VGG11-BN")

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fcdd.models import efficientnet, mobilenet
+from fcdd.models import efficientnet, mobilenet, vgg
 from fcdd.models.base import IMAGENET_MEAN, IMAGENET_STD
-from fcdd.models.pretrained import load_matching, resolve_weights, strip_prefix, torchvision_state_dict
+from fcdd.models.pretrained import load_matching, strip_prefix
 
 #: backbone -> tapped blocks (indices as the ImageNet checkpoint numbers them), shallow to deep.
 #: Each pair is the end of the last stride-8 stage and the end of the last stride-16 stage
@@ -42,9 +42,6 @@ DEFAULT_LAYERS: dict[str, tuple[int, ...]] = {
     # fifth stage (512 channels, stride 16, before the last pooling); 1024 channels.
     "vgg11": (20, 27),
 }
-
-#: VGG11 with batch norm, torchvision's layout ("M": 2x2 max pooling)
-VGG11_CONFIG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
 class Trunk(nn.Module):
@@ -82,20 +79,9 @@ def _mobilenet_trunk() -> Trunk:
 
 
 def _vgg11_trunk() -> Trunk:
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in VGG11_CONFIG:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            # not in place: a tapped batch-norm output must not be overwritten by the next ReLU
-            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.BatchNorm2d(item), nn.ReLU()]
-            channels = item
+    # not in place: a tapped batch-norm output must not be overwritten by the next ReLU
+    layers, _ = vgg.vgg_bn_layers(vgg.VGG11_LAYOUT, 3, inplace=False)
     return Trunk(nn.Identity(), nn.Sequential(*layers))
-
-
-def _vgg11_weights(pretrained: str | None) -> dict[str, Tensor] | None:
-    return resolve_weights(pretrained, "vgg11_bn", [lambda: torchvision_state_dict("vgg11_bn", "VGG11_BN_Weights")])
 
 
 def _features_key(key: str) -> str | None:
@@ -106,7 +92,7 @@ def _features_key(key: str) -> str | None:
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(_efficientnet_trunk, efficientnet.imagenet_state_dict, _efficientnet_key),
     "mobilenetv2": BackboneSpec(_mobilenet_trunk, mobilenet.imagenet_state_dict, _features_key),
-    "vgg11": BackboneSpec(_vgg11_trunk, _vgg11_weights, _features_key),
+    "vgg11": BackboneSpec(_vgg11_trunk, vgg.imagenet_state_dict, _features_key),
 }
 
 
