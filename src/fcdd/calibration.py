@@ -84,6 +84,27 @@ def threshold_from(scores: np.ndarray, labels: np.ndarray, target_fpr: float | N
     return {"threshold": threshold, "rule": rule, "n_nominal": int((labels == 0).sum()), "n_anomalous": int((labels == 1).sum()), **rates(scores, labels, threshold)}
 
 
+def score_normalisation(nominal: np.ndarray, threshold: float) -> dict | None:
+    """Parameters of a logistic map that sends ``threshold`` to 0.5 and the median nominal score to 0.1.
+
+    A logistic curve is monotone and stays inside (0, 1) for any score, so a score far beyond
+    anything seen in calibration still gets a value, and the order of scores never changes.
+    """
+    nominal = np.asarray(nominal, dtype=np.float64)
+    nominal = nominal[np.isfinite(nominal)]
+    if not len(nominal) or not np.isfinite(threshold):
+        return None
+    gap = threshold - float(np.median(nominal))
+    if gap <= 0:  # degenerate: fall back to the nominal spread
+        gap = float(np.std(nominal)) or abs(threshold) * 1e-3 or 1e-6
+    return {"threshold": float(threshold), "scale": gap / np.log(9.0), "rule": "logistic: threshold -> 0.5, median nominal -> 0.1"}
+
+
+def normalise_scores(scores: torch.Tensor, threshold: float, scale: float) -> torch.Tensor:
+    """Scores mapped into [0, 1] (monotone) with ``threshold`` at 0.5."""
+    return torch.sigmoid((scores.double() - threshold) / scale)
+
+
 def _infer_all(method, images: torch.Tensor, batch_size: int, device) -> tuple[np.ndarray, torch.Tensor]:
     scores, maps = [], []
     for start in range(0, len(images), batch_size):

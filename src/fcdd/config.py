@@ -99,6 +99,8 @@ class Config:
     overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)")
     holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds")
     target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1")
+    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged")
+    eval_resolution: str = option("input", "pixel metrics at the network's input size (anomalib's protocol) or at each mask's own resolution (the FCDD paper's)", ("input", "native"))
     # output
     out: str | None = option(None, "run folder to write")
     resume: bool = option(False, "continue an interrupted run from its last checkpoint")
@@ -120,6 +122,8 @@ class Config:
             raise ValueError(f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}")
         if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
             raise ValueError(f"target_fpr must lie in [0, 1), got {self.target_fpr}")
+        if not 0.0 <= self.pixel_fpr < 1.0:
+            raise ValueError(f"pixel_fpr must lie in [0, 1), got {self.pixel_fpr}")
         if not 0.0 < self.coreset <= 1.0:
             raise ValueError(f"coreset must lie in (0, 1], got {self.coreset}")
         for name in ("image_size", "epochs", "batch_size", "eval_batch_size", "neighbourhood"):

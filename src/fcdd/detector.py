@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcdd.calibration import normalise_scores
 from fcdd.evaluation import infer
 from fcdd.preprocess import as_items, iter_batches, prepare_batch
 from fcdd.rundir import Run, method_from_snapshot, read_snapshot
@@ -38,6 +39,8 @@ class Prediction:
     heatmap: torch.Tensor
     threshold: float | None
     pixel_threshold: float | None = None
+    #: the score mapped monotonically into [0, 1] with the image threshold at 0.5 (None when uncalibrated)
+    normalised_score: float | None = None
 
     @property
     def anomalous(self) -> bool | None:
@@ -56,7 +59,7 @@ class Prediction:
         """JSON-ready, without the heatmap."""
         mask = self.mask
         return {
-            "score": self.score, "verdict": self.verdict, "anomalous": self.anomalous, "threshold": self.threshold,
+            "score": self.score, "normalised_score": self.normalised_score, "verdict": self.verdict, "anomalous": self.anomalous, "threshold": self.threshold,
             "pixel_threshold": self.pixel_threshold,
             "anomalous_pixel_fraction": None if mask is None else float(mask.float().mean()),
         }
@@ -176,8 +179,24 @@ class Detector:
         """Heatmaps (N, 1, S, S) at the training size ``S``."""
         return self.infer(images)[1]
 
+    @property
+    def score_scale(self) -> float | None:
+        """Spread of the calibrated score normalisation (the threshold maps to 0.5); None without one."""
+        value = (self.calibration.get("normalisation") or {}).get("scale")
+        return None if value is None else float(value)
+
+    def normalise(self, scores) -> torch.Tensor | None:
+        """Scores mapped into [0, 1], monotone, with the (possibly overridden) image threshold at 0.5."""
+        if self.threshold is None or self.score_scale is None:
+            return None
+        return normalise_scores(torch.as_tensor(scores, dtype=torch.float64), self.threshold, self.score_scale)
+
     def predictions(self, scores: torch.Tensor, heatmaps: torch.Tensor) -> list[Prediction]:
-        return [Prediction(float(s), h[0], self.threshold, self.pixel_threshold) for s, h in zip(scores, heatmaps, strict=True)]
+        normalised = self.normalise(scores)
+        return [
+            Prediction(float(s), h[0], self.threshold, self.pixel_threshold, None if normalised is None else float(normalised[i]))
+            for i, (s, h) in enumerate(zip(scores, heatmaps, strict=True))
+        ]
 
     def predict(self, images) -> list[Prediction]:
         """Per image: score, heatmap (S, S), verdict and mask from the (calibrated) thresholds."""
@@ -188,7 +207,8 @@ class Detector:
         return {
             "objective": self.config.objective, "net": self.config.net, "image_size": self.image_size,
             "channels": self.in_channels, "input": "float [0, 1], N x C x S x S (the net normalises inside)",
-            "threshold": self.threshold, "pixel_threshold": self.pixel_threshold,
+            "threshold": self.threshold, "pixel_threshold": self.pixel_threshold, "heatmap_range": self.heatmap_range,
+            "normalisation": self.calibration.get("normalisation"),
             "calibration": {k: v for k, v in self.calibration.items() if k in ("image", "pixel", "source", "test")},
             "snapshot": self.snapshot.get("path"), "device": str(self.device),
         }

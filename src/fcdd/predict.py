@@ -27,7 +27,7 @@ from fcdd.preprocess import find_images, iter_batches
 
 log = logging.getLogger("fcdd")
 
-CSV_FIELDS = ("path", "score", "verdict", "threshold", "anomalous_pixel_fraction", "overlay")
+CSV_FIELDS = ("path", "score", "normalised_score", "verdict", "threshold", "anomalous_pixel_fraction", "overlay")
 # --- a folder of files ----------------------------------------------------------------------------
 
 
@@ -87,7 +87,7 @@ def predict_files(
                 for index, prediction, display in zip(batch.indices, detector.predictions(scores, heatmaps), batch.displays, strict=True):
                     info = prediction.to_dict()
                     rows[index] = {
-                        "path": str(files[index]), "score": info["score"], "verdict": info["verdict"], "threshold": info["threshold"],
+                        "path": str(files[index]), "score": info["score"], "normalised_score": info["normalised_score"], "verdict": info["verdict"], "threshold": info["threshold"],
                         "anomalous_pixel_fraction": info["anomalous_pixel_fraction"],
                         "overlay": str(Path("overlays") / names[index]) if overlays else None,
                     }
