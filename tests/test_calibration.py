@@ -59,22 +59,56 @@ def test_run_stores_thresholds_that_reproduce_their_claims(tiny_run):
     claimed = rates(calibration.scores, calibration.labels, stored["image"]["threshold"])
     assert claimed["f1"] == pytest.approx(stored["image"]["f1"])
     assert claimed["f1"] == pytest.approx(f1_score(calibration.labels, calibration.scores >= stored["image"]["threshold"]))
-    pixel_labels = (calibration.maps > 0.5).reshape(-1).numpy()
-    pixel_pred = (calibration.heatmaps >= stored["pixel"]["threshold"]).reshape(-1).numpy()
-    assert stored["pixel"]["f1"] == pytest.approx(f1_score(pixel_labels, pixel_pred), abs=0.02)  # claim from a pixel sample
-    # the test-set rates it reports are what the detector's verdicts give on the test files
+    # the pixel threshold flags at most --pixel-fpr of the held-out nominal pixels, and is the lowest such
+    nominal = calibration.heatmaps[torch.from_numpy(calibration.labels == 0)].reshape(-1).double()
+    pixel_t = stored["pixel"]["threshold"]
+    assert float((nominal >= pixel_t).double().mean()) <= tiny_run.config.pixel_fpr
+    assert float((nominal >= nominal[nominal < pixel_t].max()).double().mean()) > tiny_run.config.pixel_fpr
+    assert stored["pixel"]["rule"].startswith("fpr<=0.01 of held-out nominal pixels")
+    # the colour scale puts the pixel threshold mid-scale
+    lo, hi = stored["heatmap_range"]
+    assert (lo + hi) / 2 == pytest.approx(pixel_t)
+    # the test-set rates it reports are what the detector's verdicts and masks give on the test files
     detector = fcdd.load(tiny_run.out, device="cpu")
-    verdicts = np.array([p.anomalous for p in detector.predict(tiny_run.evaluation.paths)])
-    labels = tiny_run.evaluation.labels
-    assert stored["test"]["f1"] == pytest.approx(f1_score(labels, verdicts))
-    assert stored["test"]["fpr"] == pytest.approx(verdicts[labels == 0].mean())
+    predictions = detector.predict(tiny_run.evaluation.paths)
+    verdicts = np.array([p.anomalous for p in predictions])
+    labels = tiny_run.evaluation.labels.astype(bool)
+    test = stored["test"]
+    assert test["image"]["f1"] == pytest.approx(f1_score(labels, verdicts))
+    assert test["image"]["fpr"] == pytest.approx(verdicts[~labels].mean())
+    assert test["image"]["recall"] == pytest.approx(verdicts[labels].mean())
+    flagged = np.array([bool(p.mask.any()) for p in predictions])
+    assert test["defective_images_with_flagged_pixels"] == pytest.approx(flagged[labels].mean())
+    assert test["good_images_with_flagged_pixels"] == pytest.approx(flagged[~labels].mean())
+    assert test["anomalous_verdicts_with_empty_mask"] == pytest.approx((~flagged[verdicts]).mean())
+    masks = torch.stack([p.mask for p in predictions]).reshape(-1).numpy()
+    truth = (tiny_run.splits.test.maps > 0).reshape(-1).numpy()
+    assert test["pixel"]["f1"] == pytest.approx(f1_score(truth, masks), abs=1e-3)
+    assert test["pixel"]["fpr"] == pytest.approx(masks[~truth].mean(), abs=1e-3)
+
+
+def test_normalised_scores_put_the_threshold_at_one_half(tiny_run):
+    detector = fcdd.load(tiny_run.out, device="cpu")
+    predictions = detector.predict(tiny_run.evaluation.paths)
+    raw = np.array([p.score for p in predictions])
+    normalised = np.array([p.normalised_score for p in predictions])
+    assert ((normalised > 0) & (normalised < 1)).all()
+    order = np.argsort(raw)
+    assert (np.diff(normalised[order]) >= 0).all()  # monotone
+    assert ((normalised >= 0.5) == np.array([p.anomalous for p in predictions])).all()
+    assert detector.normalise(torch.tensor([detector.threshold])).item() == pytest.approx(0.5)
+    detector.threshold = float(np.median(raw))  # an overridden threshold moves the midpoint with it
+    assert detector.normalise(torch.tensor([detector.threshold])).item() == pytest.approx(0.5)
+    assert "normalised_score" in predictions[0].to_dict()
 
 
 def test_target_fpr_rule(tiny_run):
     calibration = calibration_set(tiny_run.method, tiny_run.splits.holdout, tiny_run.supervision, 32, tiny_run.config.seed, "cpu")
     result = thresholds_for(calibration, 0.2)
     assert result["image"]["rule"] == "fpr<=0.2" and result["image"]["fpr"] <= 0.2
-    assert result["pixel"]["rule"] == "fpr<=0.2" and result["pixel"]["fpr"] <= 0.2
+    assert result["pixel"]["rule"].startswith("fpr<=0.01") and result["pixel"]["fpr"] <= 0.01
+    wide = thresholds_for(calibration, 0.2, pixel_fpr=0.2)
+    assert wide["pixel"]["fpr"] <= 0.2 and wide["pixel"]["threshold"] < result["pixel"]["threshold"]
     lo, hi = result["heatmap_range"]
     assert hi > lo
     with pytest.raises(ValueError, match="target_fpr"):

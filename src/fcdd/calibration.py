@@ -5,14 +5,17 @@ run's supervision makes anomalies (confetti, outliers, real defects), a copy of 
 image turned anomalous by it gives the other side, and the image threshold maximises F1;
 otherwise, or with ``--target-fpr``, it is the lowest threshold whose false-positive rate on the
 held-out nominal images does not exceed the target (5 % by default). The pixel threshold, for a
-binary defect mask, is chosen the same way on heatmap pixels (1 % of nominal pixels by default).
+binary defect mask, flags ``--pixel-fpr`` (1 %) of the held-out nominal pixels; it is never
+chosen on synthetic defects, whose heatmaps are often brighter than real ones.
 
-A verdict is ``score >= threshold``. Everything is stored in the snapshot under ``thresholds``,
-together with the rates the threshold reached on the calibration images and on the test set.
+A verdict is ``score >= threshold``. Everything is stored in the snapshot under ``thresholds``:
+the rules used, the rates reached on the calibration images and on the test set, the heatmap
+colour scale (threshold mid-scale) and the score normalisation (threshold at 0.5).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +28,13 @@ from fcdd.data.transforms import to_float
 from fcdd.evaluation import Evaluation, infer
 from fcdd.methods.base import Method
 from fcdd.metrics import best_f1_threshold
-from fcdd.runtime import derived_seed
+from fcdd.runtime import DIVERGED_ADVICE, DivergedError, derived_seed
+
+log = logging.getLogger("fcdd")
 
 DEFAULT_FPR = 0.05
 DEFAULT_PIXEL_FPR = 0.01
-PIXEL_SAMPLE = 200_000
+PIXEL_SAMPLE = 2_000_000
 
 
 @dataclass
@@ -74,6 +79,8 @@ def fpr_threshold(nominal: np.ndarray, fpr: float) -> float:
 def threshold_from(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None, default_fpr: float = DEFAULT_FPR) -> dict:
     """Max-F1 threshold when anomalies are present and no target rate is given, else the FPR rule."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(int)
+    if not np.isfinite(scores).all():  # an infinite threshold would flag nothing (or everything)
+        raise DivergedError(f"the model diverged: {int((~np.isfinite(scores)).sum())} calibration value(s) are NaN or infinite; {DIVERGED_ADVICE}")
     if target_fpr is None and (labels == 1).any() and (labels == 0).any():
         threshold, _ = best_f1_threshold(scores, labels)
         rule = "max_f1"
@@ -97,7 +104,7 @@ def score_normalisation(nominal: np.ndarray, threshold: float) -> dict | None:
     gap = threshold - float(np.median(nominal))
     if gap <= 0:  # degenerate: fall back to the nominal spread
         gap = float(np.std(nominal)) or abs(threshold) * 1e-3 or 1e-6
-    return {"threshold": float(threshold), "scale": gap / np.log(9.0), "rule": "logistic: threshold -> 0.5, median nominal -> 0.1"}
+    return {"threshold": float(threshold), "scale": float(gap / np.log(9.0)), "rule": "logistic: threshold -> 0.5, median nominal -> 0.1"}
 
 
 def normalise_scores(scores: torch.Tensor, threshold: float, scale: float) -> torch.Tensor:
@@ -141,29 +148,107 @@ def _pixels(heatmaps: torch.Tensor, maps: torch.Tensor, n: int, seed: int) -> tu
     return values.double().numpy(), labels.numpy()
 
 
-def thresholds_for(calibration: CalibrationSet, target_fpr: float | None, seed: int = 0) -> dict:
-    image = threshold_from(calibration.scores, calibration.labels, target_fpr)
+def pixel_threshold_from(calibration: CalibrationSet, pixel_fpr: float, seed: int = 0) -> dict:
+    """The lowest heatmap value that flags at most ``pixel_fpr`` of the held-out nominal pixels.
+
+    Nominal pixels only: heatmaps of real defects are often lower than those of the synthetic
+    anomalies calibration could paste in, so a threshold chosen to separate synthetic defects
+    misses real ones. The rates on the synthetic copies are still reported, for information.
+    """
     anomalous = torch.from_numpy(calibration.labels == 1)
+    nominal = calibration.heatmaps[~anomalous]
+    values, _ = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, seed)
+    threshold = fpr_threshold(values, pixel_fpr)
+    flagged_images = (nominal.flatten(1).amax(1) >= threshold).double().mean().item() if len(nominal) else None
+    result = {
+        "threshold": threshold, "rule": f"fpr<={pixel_fpr:g} of held-out nominal pixels",
+        "n_nominal_pixels": int(nominal.numel()), "nominal_images_flagged": flagged_images,
+    }
     if anomalous.any() and calibration.maps[anomalous].sum() > 0:
-        values, labels = _pixels(calibration.heatmaps, calibration.maps, PIXEL_SAMPLE, seed)
-    else:
-        nominal = calibration.heatmaps[~anomalous]
-        values, labels = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, seed)
-    pixel = threshold_from(values, labels, target_fpr, DEFAULT_PIXEL_FPR)
-    low, high = np.quantile(values, [0.01, 0.999]) if len(values) else (0.0, 1.0)
+        synthetic, labels = _pixels(calibration.heatmaps, calibration.maps, PIXEL_SAMPLE, seed)
+        result["synthetic_anomalies"] = rates(synthetic, labels, threshold)
+    return {**result, "fpr": float((values >= threshold).mean()) if len(values) else None}
+
+
+def colour_range(calibration: CalibrationSet, pixel_threshold: float) -> list[float]:
+    """Heatmap colour scale: from the 1st percentile of nominal pixels to twice the distance to
+    the pixel threshold, so the threshold sits mid-scale and flagged pixels are the warm half."""
+    nominal = calibration.heatmaps[torch.from_numpy(calibration.labels == 0)]
+    values, _ = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, 0)
+    low = float(np.quantile(values, 0.01)) if len(values) else 0.0
+    if not np.isfinite(pixel_threshold) or pixel_threshold <= low:
+        return [low, low + 1e-6]
+    return [low, low + 2 * (pixel_threshold - low)]
+
+
+def thresholds_for(calibration: CalibrationSet, target_fpr: float | None, seed: int = 0,
+                   pixel_fpr: float = DEFAULT_PIXEL_FPR) -> dict:
+    image = threshold_from(calibration.scores, calibration.labels, target_fpr)
+    pixel = pixel_threshold_from(calibration, pixel_fpr, seed)
     return {
         "image": image,
         "pixel": pixel,
         # a fixed colour scale for heatmaps, so colours mean the same on every image
-        "heatmap_range": [float(low), float(high) if high > low else float(low) + 1e-6],
+        "heatmap_range": colour_range(calibration, pixel["threshold"]),
+        "normalisation": score_normalisation(calibration.scores[calibration.labels == 0], image["threshold"]),
         "n_nominal": image["n_nominal"],
         "n_anomalous": image["n_anomalous"],
     }
 
 
+#: share of anomalous verdicts without a flagged pixel above which a warning is logged
+EMPTY_MASK_WARNING = 0.25
+
+
+def test_rates(evaluation: Evaluation, test: ImageSet, thresholds: dict) -> dict:
+    """How the stored thresholds do on the test set (never used to choose them).
+
+    Image verdicts: precision, recall, F1 and FPR. Pixels (at the input resolution, where the
+    masks of ``predict`` are drawn): the same over all test pixels, the share of defective and
+    of good test images with any flagged pixel, and the share of anomalous verdicts whose mask is
+    empty, a verdict a line engineer cannot check.
+    """
+    image_t = thresholds["image"]["threshold"]
+    image = rates(evaluation.scores, evaluation.labels, image_t)
+    result: dict = {"image": {**image, "recall": image["tpr"]}}
+    pixel_t = (thresholds.get("pixel") or {}).get("threshold")
+    if pixel_t is None or not len(evaluation.heatmaps):
+        return result
+    peaks = evaluation.heatmaps.float().flatten(1).amax(1).numpy()
+    flagged = peaks >= pixel_t
+    labels = np.asarray(evaluation.labels).astype(bool)
+    called = np.asarray(evaluation.scores) >= image_t
+    result["defective_images_with_flagged_pixels"] = float(flagged[labels].mean()) if labels.any() else None
+    result["good_images_with_flagged_pixels"] = float(flagged[~labels].mean()) if (~labels).any() else None
+    result["anomalous_verdicts_with_empty_mask"] = float((~flagged[called]).mean()) if called.any() else None
+    if test.has_maps:
+        tp = fp = fn = negatives = positives = 0
+        for start in range(0, len(test), 64):
+            heat = evaluation.heatmaps[start : start + 64].float() >= pixel_t
+            truth = test.maps[start : start + 64] > 0
+            tp += int((heat & truth).sum())
+            fp += int((heat & ~truth).sum())
+            fn += int((~heat & truth).sum())
+            positives += int(truth.sum())
+            negatives += int((~truth).sum())
+        result["pixel"] = {
+            "f1": 2 * tp / (2 * tp + fp + fn) if positives else None,
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / positives if positives else None,
+            "fpr": fp / negatives if negatives else None,
+        }
+    empty = result["anomalous_verdicts_with_empty_mask"]
+    if empty is not None and empty > EMPTY_MASK_WARNING:
+        log.warning(
+            "%.0f%% of the test images called anomalous have no pixel above the pixel threshold %.4g: their masks are "
+            "empty (raise --pixel-fpr for larger masks)", 100 * empty, pixel_t,
+        )
+    return result
+
+
 def calibrate(
     config: Config, method: Method, holdout: ImageSet | None, supervision: Supervision, device,
-    evaluation: Evaluation | None = None,
+    evaluation: Evaluation | None = None, test: ImageSet | None = None,
 ) -> dict:
     """Image and pixel thresholds from the held-out images; ``{}`` when the run holds none out.
 
@@ -173,12 +258,11 @@ def calibrate(
     calibration = calibration_set(method, holdout, supervision, config.eval_batch_size, config.seed, device)
     if calibration is None:
         return {}
-    result = thresholds_for(calibration, config.target_fpr, config.seed)
+    result = thresholds_for(calibration, config.target_fpr, config.seed, config.pixel_fpr)
     made = result["n_anomalous"]
     result["source"] = f"{result['n_nominal']} held-out nominal training images" + (
         f" and {made} copies turned anomalous by the run's supervision ({config.supervise_mode})" if made else ""
     )
-    if evaluation is not None and len(evaluation.scores):
-        # how the calibrated verdict does on the test set (never used to choose it)
-        result["test"] = rates(evaluation.scores, evaluation.labels, result["image"]["threshold"])
+    if evaluation is not None and test is not None and len(evaluation.scores):
+        result["test"] = test_rates(evaluation, test, result)
     return result

@@ -29,6 +29,7 @@ from fcdd.api import train  # noqa: E402
 from fcdd.config import Config  # noqa: E402
 from fcdd.data.base import DataSplits  # noqa: E402
 from fcdd.data.prepare import prepare_splits  # noqa: E402
+from fcdd.evaluation import HEADLINE_METRICS  # noqa: E402
 from fcdd.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from fcdd.methods import METHODS  # noqa: E402
 from fcdd.report.gallery import colourise, image_rgb, overlay  # noqa: E402
@@ -149,20 +150,23 @@ def comparison_figure(images: torch.Tensor, maps: torch.Tensor | None, titles: l
 
 
 def metrics_table(runs: list[MethodRun]) -> tuple[str, str]:
-    """(CSV, Markdown) of image / pixel AUROC and training time per method."""
+    """(CSV, Markdown) of the headline metrics and training time per method."""
 
     def fmt(value) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    header = ["method", "objective", "image_auroc", "pixel_auroc", "train_seconds", "run_dir"]
+    keys = [key for key, _ in HEADLINE_METRICS]
+    header = ["method", "objective", *keys, "train_seconds", "run_dir"]
     lines = [",".join(header)]
-    md = ["| method | image AUROC | pixel AUROC | train s |", "|---|---|---|---|"]
+    md = ["| method | " + " | ".join(title for _, title in HEADLINE_METRICS) + " | train s |",
+          "|---|" + "---|" * (len(keys) + 1)]
     for run in runs:
         m = run.metrics
         seconds = m.get("train_seconds")
-        lines.append(",".join([run.name, str(m.get("objective", "")), fmt(m.get("image_auroc")), fmt(m.get("pixel_auroc")),
+        values = [fmt(m.get(key)) for key in keys]
+        lines.append(",".join([run.name, str(m.get("objective", "")), *values,
                                "" if seconds is None else f"{seconds:.1f}", str(run.run_dir)]))
-        md.append(f"| {run.name} | {fmt(m.get('image_auroc'))} | {fmt(m.get('pixel_auroc'))} | {'' if seconds is None else f'{seconds:.0f}'} |")
+        md.append(f"| {run.name} | " + " | ".join(values) + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
     return "\n".join(lines) + "\n", "\n".join(md) + "\n"
 
 

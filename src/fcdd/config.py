@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -23,9 +25,50 @@ import yaml
 from fcdd.io import atomic_write_text
 from fcdd.presets import PRESETS
 
+#: the smallest input side every registered net runs at (the EfficientNet-Lite0 cuts need 16;
+#: ``tests/test_silent_cases.py`` builds each net at this size); presets go down to 28
+MIN_IMAGE_SIZE = 16
+#: seeds are drawn into numpy's 32-bit seed space elsewhere, so larger ones would alias
+MAX_SEED = 2**32 - 1
 
-def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any) -> Any:
-    metadata = {"help": help, "choices": choices}
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric option may take: ``ge`` / ``gt`` below, ``le`` / ``lt`` above (closed /
+    open ends; None = unbounded). Lists are checked item by item, ``None`` (unset) is always allowed."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __str__(self) -> str:
+        low, high = (self.ge if self.gt is None else self.gt), (self.le if self.lt is None else self.lt)
+        return (
+            ("[" if self.gt is None and low is not None else "(") + ("-inf" if low is None else f"{low:g}") + ", "
+            + ("inf" if high is None else f"{high:g}") + ("]" if self.lt is None and high is not None else ")")
+        )
+
+    def contains(self, value: float) -> bool:
+        return not (
+            (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt)
+        )
+
+    def check(self, name: str, value: Any) -> None:
+        """ValueError naming the option when ``value`` (or an item of it) lies outside."""
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not self.contains(item):
+                raise ValueError(f"{name} must lie in {self}, got {item!r}")
+
+
+def option(
+    default: Any, help: str, choices: tuple | None = None, *,
+    ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None, **kwargs: Any,
+) -> Any:
+    """A ``Config`` field: default, help text, allowed ``choices`` or numeric bounds (``ge`` ...)."""
+    bounds = Bounds(ge, gt, le, lt) if (ge, gt, le, lt) != (None, None, None, None) else None
+    metadata = {"help": help, "choices": choices, "bounds": bounds}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -37,20 +80,20 @@ class Config:
     data: str | None = option(None, "data root: an MVTec-style category folder, a folder of categories, or a reader's directory")
     dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)")
     category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets")
-    image_size: int = option(224, "side of the square network input; images and masks are resized to it")
-    channels: int = option(0, "1 grey, 3 colour, 0 decide from the images")
+    image_size: int = option(224, "side of the square network input; images and masks are resized to it", ge=MIN_IMAGE_SIZE, le=4096)
+    channels: int = option(0, "1 grey, 3 colour, 0 decide from the images", ge=0, le=3)
     augment_flip: str = option("h", "random flips during training: none, h, v or hv", ("none", "h", "v", "hv"))
-    augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side")
-    augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)")
+    augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side", ge=0, le=0.5)
+    augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)", ge=0, le=1)
     standardise_images: bool = option(False, "FCDD / HSC nets: standardise every image to a fixed mean and spread before the net (removes exposure differences between photos)")
-    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training")
+    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training", ge=0, le=1)
     ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders")
     preset: str | None = option(None, "apply a data-set preset's settings before the other options")
     datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)")
     download: bool = option(False, "download a torchvision-style data set into --datadir when online")
     # network
     net: str = option("vgg11", "network (see `fcdd list`)")
-    width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)")
+    width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)", gt=0, le=16)
     pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path")
     # objective
     objective: str = option("fcdd", "training objective (see `fcdd list`)")
@@ -58,8 +101,8 @@ class Config:
     noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd list`)")
     noise_mix: list[str] = option(["confetti", "cutpaste_scar"], "noise modes that --noise-mode mix draws from, one per anomalous image (comma separated)")
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
-    anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies")
-    oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)")
+    anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies", ge=0, le=1)
+    oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)", ge=1)
     arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd list`); default ae (depth by image size) for ae, vae for attention-ae")
     loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
     ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
@@ -68,38 +111,38 @@ class Config:
     attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map")
     # memory bank (patchcore)
     backbone: str = option("efficientnet_lite0", "patchcore: frozen ImageNet backbone of the patch features (efficientnet_lite0, mobilenetv2, vgg11)")
-    feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)")
-    patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)")
-    coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)")
-    coreset_projection: int | None = option(32, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own; 32 chose the same quality as 128 in a tenth of the time on mvtec_bottle_256)")
+    feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)", ge=0)
+    patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)", ge=1)
+    coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)", gt=0, le=1)
+    coreset_projection: int | None = option(32, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own; 32 chose the same quality as 128 in a tenth of the time on mvtec_bottle_256)", ge=1)
     knn_backend: str = option("auto", "patchcore: nearest-neighbour search (auto: faiss for large banks when installed, else torch)", ("auto", "torch", "faiss"))
     patchcore_score: str = option("reweighted", "patchcore: image score, the paper's re-weighted maximum patch distance or the plain maximum", ("reweighted", "max"))
-    neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score")
+    neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score", ge=1)
     # training
-    epochs: int = option(200, "training epochs")
-    batch_size: int = option(16, "training batch size")
+    epochs: int = option(200, "training epochs", ge=0)
+    batch_size: int = option(16, "training batch size", ge=2)
     optimizer: str = option("adam", "optimiser", ("adam", "sgd"))
-    lr: float = option(1e-3, "learning rate")
-    weight_decay: float = option(1e-6, "weight decay")
-    momentum: float = option(0.9, "SGD momentum")
-    milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)")
-    lr_gamma: float = option(0.1, "learning-rate factor at each milestone")
-    seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)")
+    lr: float = option(1e-3, "learning rate", gt=0, le=10)
+    weight_decay: float = option(1e-6, "weight decay", ge=0, le=1)
+    momentum: float = option(0.9, "SGD momentum", gt=0, lt=1)
+    milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)", ge=1)
+    lr_gamma: float = option(0.1, "learning-rate factor at each milestone", gt=0, le=1)
+    seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)", ge=0, le=MAX_SEED)
     device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
-    threads: int = option(0, "CPU threads for torch (0 = torch's default)")
+    threads: int = option(0, "CPU threads for torch (0 = torch's default)", ge=0, le=1024)
     precision: str = option("auto", "training arithmetic: autocast to bf16 / fp16 or plain fp32; auto = bf16 on CPUs with bf16 instructions and on CUDA GPUs that have it, else fp16 on CUDA, else fp32 (evaluation stays fp32)", ("auto", "fp32", "bf16", "fp16"))
     channels_last: bool = option(True, "keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs; same results)")
     # heatmaps and evaluation
     upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
-    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)")
+    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)", gt=0)
     image_score: str = option("mean", "FCDD image score: mean of the output map (paper), max of the heatmap, or mean of its top 1 %", ("mean", "max", "top1"))
-    blur_heatmaps: float | None = option(None, "std of a Gaussian blur applied to gradient / reconstruction / patch-distance heatmaps (default: the method's own; 0 for gradient and reconstruction maps, 4 for patchcore)")
-    eval_batch_size: int = option(32, "batch size for evaluation and prediction")
-    gallery_size: int = option(8, "images per row group in heatmap galleries")
-    overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)")
-    holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds")
-    target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1")
-    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged")
+    blur_heatmaps: float | None = option(None, "std of a Gaussian blur applied to gradient / reconstruction / patch-distance heatmaps (default: the method's own; 0 for gradient and reconstruction maps, 4 for patchcore)", ge=0)
+    eval_batch_size: int = option(32, "batch size for evaluation and prediction", ge=1)
+    gallery_size: int = option(8, "images per row group in heatmap galleries", ge=1)
+    overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)", ge=0, le=1)
+    holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds", ge=0, lt=1)
+    target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1", ge=0, lt=1)
+    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged", ge=0, lt=1)
     eval_resolution: str = option("input", "pixel metrics at the network's input size (anomalib's protocol) or at each mask's own resolution (the FCDD paper's)", ("input", "native"))
     # output
     out: str | None = option(None, "run folder to write")
@@ -107,28 +150,17 @@ class Config:
     report: bool = option(True, "write plots, galleries and report.html after evaluation")
 
     def __post_init__(self) -> None:
+        """Every value to its field's type (the Python API passes anything), then one loop over
+        the declared choices and bounds: a bad option fails here, named, not deep inside a run."""
         hints = field_types()
-        for f in fields(self):  # lists given as comma-separated text (Python API)
-            if base_type(hints[f.name])[0] is list and isinstance(getattr(self, f.name), str):
-                setattr(self, f.name, coerce(hints[f.name], getattr(self, f.name), f.name))
         for f in fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
+            value = coerce(hints[f.name], getattr(self, f.name), f.name)
+            setattr(self, f.name, value)
+            choices, bounds = f.metadata.get("choices"), f.metadata.get("bounds")
             if choices and value not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
-        if not 0.0 <= self.anomaly_fraction <= 1.0:
-            raise ValueError(f"anomaly_fraction must lie in [0, 1], got {self.anomaly_fraction}")
-        if not 0.0 <= self.overlay_alpha <= 1.0:
-            raise ValueError(f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}")
-        if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
-            raise ValueError(f"target_fpr must lie in [0, 1), got {self.target_fpr}")
-        if not 0.0 <= self.pixel_fpr < 1.0:
-            raise ValueError(f"pixel_fpr must lie in [0, 1), got {self.pixel_fpr}")
-        if not 0.0 < self.coreset <= 1.0:
-            raise ValueError(f"coreset must lie in (0, 1], got {self.coreset}")
-        for name in ("image_size", "epochs", "batch_size", "eval_batch_size", "neighbourhood"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            if bounds is not None:
+                bounds.check(f.name, value)
 
     # --- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +175,7 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(str(k) for k in values if k not in known)  # YAML keys need not be text
         if unknown:
             raise ValueError(f"{source}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}")
         values = {k: coerce(field_types()[k], v, f"{source}: {k}") for k, v in values.items()}
@@ -191,28 +223,52 @@ def base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def coerce(annotation: Any, value: Any, where: str) -> Any:
-    """Turn YAML / CLI text into the field's type, with an error naming the option."""
+    """Turn YAML / CLI text into the field's type, with an error naming the option.
+
+    Strict where a silent conversion would change the meaning: no bools as numbers or text, no
+    fractional ints, no NaN or infinity, no lists or mappings as scalars.
+    """
     kind, optional = base_type(annotation)
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if optional or kind is str:
-            return None if optional else value
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        if optional:
+            return None
         raise ValueError(f"{where}: a value is required")
-    try:
-        if kind is list:
-            (item,) = typing.get_args(annotation) or (str,)
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            return [item(v) for v in value]
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
+    if kind is list:
+        (item,) = typing.get_args(annotation) or (str,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: cannot read {value!r} as a list")
+        return [_scalar(item, v, where) for v in value]
+    return _scalar(kind, value, where)
+
+
+def _scalar(kind: type, value: Any, where: str) -> Any:
+    """One value as ``kind`` (bool, int, float or str); ValueError naming ``where`` otherwise."""
+    bad = ValueError(f"{where}: cannot read {value!r} as {kind.__name__}")
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        if isinstance(value, int) and value in (0, 1):  # bool is an int
             return bool(value)
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: cannot read {value!r} as {kind.__name__}") from None
+        raise bad
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, os.PathLike)):
+        raise bad
+    if kind is str:
+        return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if isinstance(value, os.PathLike):
+        raise bad
+    try:
+        number = float(value) if kind is float or isinstance(value, float) else int(value)
+        if kind is int and isinstance(number, float):
+            if not number.is_integer():
+                raise bad
+            number = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{where}: {value!r} is not a finite number")
+    return number
+
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

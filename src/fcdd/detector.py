@@ -109,13 +109,18 @@ class Detector:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", **options) -> Detector:
-        """From a run folder, a snapshot file or a ``Run`` that wrote its folder."""
+    def load(cls, run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", trust_pickle: bool = False,
+             **options) -> Detector:
+        """From a run folder, a snapshot file or a ``Run`` that wrote its folder.
+
+        ``trust_pickle=True`` also reads a legacy snapshot that needs full pickle, which can run
+        code stored in the file: only for files from a trusted source.
+        """
         if isinstance(run_or_snapshot, Run):
             if run_or_snapshot.out is None:
                 raise ValueError("this run wrote no run folder (train with out=...); nothing to load")
             run_or_snapshot = run_or_snapshot.out
-        return cls(read_snapshot(run_or_snapshot), device, **options)
+        return cls(read_snapshot(run_or_snapshot, trust_pickle=trust_pickle), device, **options)
 
     # --- thresholds ------------------------------------------------------------------------------
     @property
@@ -214,8 +219,9 @@ class Detector:
         }
 
 
-def load(run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", **options) -> Detector:
-    return Detector.load(run_or_snapshot, device, **options)
+def load(run_or_snapshot: str | Path | Run, device: str | torch.device = "auto", trust_pickle: bool = False,
+         **options) -> Detector:
+    return Detector.load(run_or_snapshot, device, trust_pickle=trust_pickle, **options)
 
 
 Model = Detector

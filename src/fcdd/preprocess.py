@@ -8,25 +8,48 @@ float tensors already at the training size and channel count are used as they ar
 
 ``iter_batches`` decodes in a thread pool and keeps the next batches decoding while the model
 runs on the current one: PIL releases the GIL while it decodes and resizes.
+
+Files and uploads are untrusted: PIL is only ever asked for the formats listed here
+(``UPLOAD_FORMATS``: PNG, JPEG, BMP, TIFF, WebP; files may also be PPM/PGM), detected from the
+bytes, never the name, so no EPS/PS ever reaches Ghostscript and GIF/TGA/ICO/PCX are refused.
+The dimensions are checked from the header before any pixel is decoded (``max_pixels``,
+``max_side``), so a small file that would decode to a huge image is refused cheaply.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fcdd.data.base import IMAGE_SUFFIXES, DataError, open_image, to_array
+from fcdd.data.base import IMAGE_SUFFIXES, DataError, to_array
 
 #: longest side of the copy kept for overlays (the heatmap is upsampled to it)
 DISPLAY_SIDE = 512
+#: the formats an upload may have (PIL's names, detected from the bytes); PIL opens no other
+UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+#: image files may also be PPM/PGM/PBM, which the data set readers accept (``IMAGE_SUFFIXES``)
+FILE_FORMATS = (*UPLOAD_FORMATS, "PPM")
+#: formats PIL names differently although they are one of the above (a multi-picture JPEG)
+SAME_FORMAT = {"MPO": "JPEG"}
+#: default decoded size of an upload (16.8 MP, 4096 x 4096); ``fcdd serve --max-pixels``
+MAX_UPLOAD_PIXELS = 4096 * 4096
+#: decoded size of a file given to ``predict`` / ``Detector``: PIL's own warning level
+#: (``Image.MAX_IMAGE_PIXELS``), enforced from the header with an error naming the file
+MAX_FILE_PIXELS = 89_478_485
+#: modes ``to_array`` min-max scales to 8 bits (16 / 32-bit integers, float)
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+#: pixels of one band of rows when a wide image is scaled to 8 bits (bounds the float64 copies)
+BAND_PIXELS = 1 << 20
 
 
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
@@ -52,7 +75,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
 def to_pil(item) -> Image.Image:
     """A path, PIL image, array or tensor as a PIL image (decoded, not yet resized)."""
     if isinstance(item, (str, Path)):
-        return open_image(Path(item))
+        return open_file(Path(item))
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, np.ndarray):
@@ -66,7 +89,7 @@ def prepare_one(item, channels: int, size: int) -> torch.Tensor:
     """(C, size, size) float in [0, 1] from a path, PIL image, array (H, W[, C]) or tensor (C, H, W)."""
     if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
         return item.detach().float().cpu()
-    return _to_tensor(to_array(to_pil(item), channels, size))
+    return _to_tensor(to_array(to_8bit(to_pil(item)), channels, size))
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -110,30 +133,110 @@ class ImageRejected(ValueError):
         self.reason = reason
 
 
-def decode_bytes(data: bytes, max_pixels: int = 40_000_000, max_side: int = 16384) -> Image.Image:
-    """Decode an uploaded file fully; rejected as ``unknown_format`` when no image format is
-    recognised, ``too_large`` past the limits, ``corrupt`` when the format is known but the data
-    are truncated or corrupt, ``empty`` for no data."""
-    if not data:
+Source = bytes | str | Path | BinaryIO
+
+
+def format_names(formats: Sequence[str]) -> str:
+    """'PNG, JPEG, ...' as people write them, for messages and help texts."""
+    return ", ".join("WebP" if f == "WEBP" else "PPM/PGM" if f == "PPM" else f for f in formats)
+
+
+def _is_empty(source: Source) -> bool:
+    if isinstance(source, bytes):
+        return not source
+    if isinstance(source, (str, Path)):
+        return os.path.getsize(source) == 0
+    start = source.tell()
+    empty = not source.read(1)
+    source.seek(start)
+    return empty
+
+
+def check_size(width: int, height: int, max_pixels: int, max_side: int | None = None) -> None:
+    """``too_large`` past the limits; the header's dimensions, so nothing has been decoded yet."""
+    if (max_side is not None and max(width, height) > max_side) or width * height > max_pixels:
+        side = f"{max_side} px a side and " if max_side is not None else ""
+        raise ImageRejected(f"image is {width}x{height}; the limit is {side}{max_pixels} pixels", "too_large")
+
+
+def open_checked(source: Source, max_pixels: int, max_side: int | None = None,
+                 formats: Sequence[str] = UPLOAD_FORMATS) -> Image.Image:
+    """The image's header only: its format (from the bytes) must be one of ``formats`` and its
+    dimensions within the limits. Only those formats' plugins ever see the data."""
+    if _is_empty(source):
         raise ImageRejected("empty upload", "empty")
+    data = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(data, formats=list(formats))
     except UnidentifiedImageError:
-        raise ImageRejected("not a supported image format (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM)", "unknown_format") from None
+        raise ImageRejected(f"not a supported image format (accepted: {format_names(formats)})", "unknown_format") from None
     except Image.DecompressionBombError as err:
         raise ImageRejected(f"image too large: {err}", "too_large") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageRejected(f"cannot decode the image ({err})", "corrupt") from None
-    width, height = image.size
-    if width > max_side or height > max_side or width * height > max_pixels:
-        raise ImageRejected(f"image is {width}x{height}; the limit is {max_side} px a side and {max_pixels} pixels", "too_large")
+    if SAME_FORMAT.get(image.format, image.format) not in formats:  # a plugin may hand over to another
+        image.close()
+        raise ImageRejected(f"{image.format} images are not accepted (accepted: {format_names(formats)})", "unknown_format")
+    try:
+        check_size(*image.size, max_pixels, max_side)
+    except ImageRejected:
+        image.close()
+        raise
+    return image
+
+
+def decode_bytes(data: Source, max_pixels: int = MAX_UPLOAD_PIXELS, max_side: int | None = 16384,
+                 formats: Sequence[str] = UPLOAD_FORMATS) -> Image.Image:
+    """Decode an upload (bytes, a binary file or a path) fully after ``open_checked``; rejected as
+    ``unknown_format`` when it is not one of ``formats``, ``too_large`` past the limits, ``corrupt``
+    when the format is known but the data are truncated or corrupt, ``empty`` for no data."""
+    image = open_checked(data, max_pixels, max_side, formats)
     try:
         image.load()
     except Image.DecompressionBombError as err:
         raise ImageRejected(f"image too large: {err}", "too_large") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageRejected(f"cannot decode the image: truncated or corrupt {image.format} data ({err})", "corrupt") from None
     return image
+
+
+def open_file(path: Path, max_pixels: int = MAX_FILE_PIXELS) -> Image.Image:
+    """An image file decoded as training reads it, limited like an upload (``FILE_FORMATS``,
+    ``max_pixels`` from the header); ``DataError`` naming the file otherwise."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return decode_bytes(path, max_pixels, None, FILE_FORMATS)
+    except ImageRejected as err:
+        raise DataError(f"{path}: cannot read image ({err})") from None
+
+
+# --- 8-bit copies --------------------------------------------------------------------------------
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A wide grey image (``WIDE_MODES``) min-max scaled to mode L exactly as ``to_array`` scales it,
+    a band of rows at a time so that its float64 copies stay small; other images as they are."""
+    if image.mode not in WIDE_MODES:
+        return image
+    width, height = image.size
+    rows = max(1, BAND_PIXELS // max(1, width))
+    bands = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+    def band(top: int, bottom: int) -> np.ndarray:
+        return np.asarray(image.crop((0, top, width, bottom)), dtype=np.float64)
+
+    lows, highs = [], []
+    for top, bottom in bands:
+        values = band(top, bottom)
+        lows.append(values.min())
+        highs.append(values.max())
+    low, high = np.min(lows), np.max(highs)  # np.min keeps a NaN, as the whole-array min does
+    span = high - low
+    out = np.empty((height, width), dtype=np.uint8)
+    for top, bottom in bands:
+        out[top:bottom] = ((band(top, bottom) - low) / (span or 1) * 255).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 # --- files and the parallel loader ---------------------------------------------------------------
@@ -159,11 +262,7 @@ def find_images(items: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str
 
 def display_copy(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     """An RGB copy at most ``side`` pixels a side, for overlays."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        span = arr.max() - arr.min()
-        image = Image.fromarray(((arr - arr.min()) / (span or 1) * 255).astype(np.uint8))
-    copy = image.convert("RGB")
+    copy = to_8bit(image).convert("RGB")
     if max(copy.size) > side:
         copy.thumbnail((side, side), Image.BILINEAR)
     return copy
@@ -182,7 +281,13 @@ class Loaded:
 def _load(item, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
     if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
         return item.detach().float().cpu(), None
-    image = to_pil(item)
+    return prepare_decoded(to_pil(item), channels, size, keep_display)
+
+
+def prepare_decoded(image: Image.Image, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
+    """The model's float input and (optionally) the display copy of a decoded image; a wide image
+    is scaled to 8 bits once, band by band, for both."""
+    image = to_8bit(image)
     return _to_tensor(to_array(image, channels, size)), display_copy(image) if keep_display else None
 
 

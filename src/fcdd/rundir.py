@@ -7,13 +7,22 @@
     RUN/report.html     with plots and galleries beside it (``fcdd.report``)
 
 A ``Run`` is a run in memory, fresh from training or read back with ``load_run``.
+
+Run folders travel between machines, so reading one never runs code from it: ``.pt`` files load
+with ``weights_only=True`` (tensors and plain values), and a legacy file that needs full pickle
+is refused unless the caller trusts it (``trust_pickle=True``, ``--trust-pickle`` or
+``trusting_pickle()``). A damaged file or weights that do not fit the net are a
+``RunFileError`` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,7 @@ from fcdd.data.base import DataSplits
 from fcdd.data.prepare import prepare_splits
 from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.evaluation import Evaluation, evaluate, evaluation_from_scores
-from fcdd.io import atomic_torch_save, atomic_write_json
+from fcdd.io import atomic_torch_save, atomic_write_json, remove_stale_temps
 from fcdd.methods import Method, build_method
 from fcdd.runtime import LOG as LOG  # the log file is opened by runtime.run_logging
 from fcdd.runtime import pick_device
@@ -42,10 +51,35 @@ METRICS = "metrics.json"
 REPORT = "report.html"
 #: where ``fcdd compare`` puts the runs it trains beside a run
 COMPARE = "compare"
+#: layout versions of snapshot.pt and checkpoint.pt; a reader refuses newer ones (files without
+#: a number are older than numbering and read as format 0)
 SNAPSHOT_FORMAT = 1
+CHECKPOINT_FORMAT = 1
 
 #: options that may differ between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha"}
+
+
+class RunFileError(ValueError):
+    """A run-folder file that cannot be used as it is; the message starts with the file."""
+
+
+class UntrustedFileError(RunFileError):
+    """A legacy ``.pt`` file that only full pickle reads, which can run code from the file."""
+
+
+#: whether this context opted in to full pickle (``--trust-pickle`` sets it for one command)
+_TRUST_PICKLE: ContextVar[bool] = ContextVar("fcdd_trust_pickle", default=False)
+
+
+@contextmanager
+def trusting_pickle(trust: bool = True) -> Iterator[None]:
+    """Within the block, legacy pickle files load (``trust=True``) or are refused (``False``)."""
+    token = _TRUST_PICKLE.set(trust)
+    try:
+        yield
+    finally:
+        _TRUST_PICKLE.reset(token)
 
 
 @dataclass
@@ -132,30 +166,114 @@ def read_heatmaps(run_dir: Path) -> dict:
     return load_tensors(path, "heatmaps file")
 
 
-def load_tensors(path: Path, what: str, device: torch.device | str = "cpu"):
-    """A ``.pt`` file of the run folder, loaded without running code (tensors and plain values
-    only); any failure is a ``ValueError`` naming the file."""
+def _first_line(err: BaseException) -> str:
+    """What went wrong, in one short line (torch's weights-only errors open with advice, not the cause)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(err).__name__)
+    return (text[:200] + "...") if len(text) > 200 else text
+
+
+def _unsafe_globals(path: Path, err: Exception) -> list[str]:
+    """The Python objects a file refers to that ``weights_only`` refuses (empty: damaged, not refused).
+
+    torch names the first one in its error; for zip files it lists them all.
+    """
+    named = re.findall(r"GLOBAL ([\w.]+)", str(err))
+    if not named:
+        return []
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or named
+    except Exception:  # noqa: BLE001 - the legacy (non-zip) format has no listing; torch's name will do
+        return named
+
+
+def load_tensors(path: Path, what: str, device: torch.device | str = "cpu", trust_pickle: bool = False):
+    """A ``.pt`` file of the run folder, loaded without running code (tensors and plain values only).
+
+    A well-formed legacy file that needs full pickle loads only when trusted (``trust_pickle`` or
+    ``trusting_pickle()``), else ``UntrustedFileError``; any other failure is a ``RunFileError``.
+    """
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable {what} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad or a legacy file
+        needs = _unsafe_globals(path, err)
+        if not needs:
+            raise RunFileError(f"{path}: not a readable {what}: damaged, or not written by fcdd ({_first_line(err)})") from None
+    if not (trust_pickle or _TRUST_PICKLE.get()):
+        raise UntrustedFileError(
+            f"{path}: refused: this {what} is in a legacy pickle format that refers to {', '.join(needs[:5])}; "
+            "loading it can run arbitrary code stored in the file. If you trust where it came from, pass "
+            "--trust-pickle (Python: trust_pickle=True)") from None
+    log.warning("%s: loading with full pickle (trusted; it refers to %s)", path, ", ".join(needs[:5]))
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - the file's own code may raise anything
+        raise RunFileError(f"{path}: not a readable {what} ({_first_line(err)})") from None
 
 
-def read_snapshot(path: str | Path) -> dict:
+def _check_format(path: Path, stored: Any, what: str, newest: int) -> None:
+    """A dict whose ``format`` this version reads; files from before numbering have none."""
+    if not isinstance(stored, dict):
+        raise RunFileError(f"{path}: not an fcdd {what} (holds a {type(stored).__name__}, not a dict)")
+    number = stored.get("format", 0)
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise RunFileError(f"{path}: not an fcdd {what} (format {number!r})")
+    if number > newest:
+        raise RunFileError(f"{path}: {what} format {number} is newer than this fcdd reads (up to {newest}); upgrade fcdd to use it")
+
+
+def _require(path: Path, stored: dict, what: str, kinds: dict[str, type | tuple[type, ...]]) -> None:
+    for key, kind in kinds.items():
+        if not isinstance(stored.get(key), kind):
+            found = "missing" if key not in stored else f"a {type(stored[key]).__name__}"
+            raise RunFileError(f"{path}: not a valid fcdd {what}: '{key}' is {found}")
+
+
+def read_snapshot(path: str | Path, trust_pickle: bool = False) -> dict:
+    """``snapshot.pt`` of a run folder (or the file itself), checked for format and contents."""
     path = Path(path)
     if path.is_dir():
         path = path / SNAPSHOT
     if not path.is_file():
         raise FileNotFoundError(f"no snapshot at {path} (expected a run folder or a snapshot.pt)")
-    snapshot = load_tensors(path, "fcdd snapshot")
-    if not isinstance(snapshot, dict) or "state_dict" not in snapshot or "config" not in snapshot:
-        raise ValueError(f"{path}: not an fcdd snapshot (no config / state_dict)")
+    snapshot = load_tensors(path, "fcdd snapshot", trust_pickle=trust_pickle)
+    _check_format(path, snapshot, "snapshot", SNAPSHOT_FORMAT)
+    _require(path, snapshot, "snapshot", {"config": dict, "state_dict": dict, "in_channels": int, "image_size": int})
     snapshot["path"] = str(path)
     return snapshot
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    return load_tensors(path, "checkpoint", device)
+    """``checkpoint.pt``, checked for format and the entries every learner writes."""
+    state = load_tensors(path, "checkpoint", device)
+    _check_format(path, state, "checkpoint", CHECKPOINT_FORMAT)
+    _require(path, state, "checkpoint", {"epoch": int, "method": dict, "config": dict})
+    return state
+
+
+def _weights_mismatch(module: torch.nn.Module, weights: dict) -> str:
+    """The first entry, in the net's order, where ``weights`` do not fit ``module``."""
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in weights:
+            return f"{key} is missing"
+        given = weights[key]
+        if not isinstance(given, torch.Tensor):
+            return f"{key} is a {type(given).__name__}, not a tensor"
+        if given.shape != tensor.shape:
+            return f"{key} has shape {tuple(given.shape)}, the net needs {tuple(tensor.shape)}"
+    extra = next((key for key in weights if key not in expected), None)
+    return f"{extra} is not a weight of this net" if extra else ""
+
+
+def load_weights(module: torch.nn.Module, weights: dict, source: str | Path) -> None:
+    """``module.load_state_dict(weights)``; weights that do not fit are a ``RunFileError``
+    naming ``source`` and the first mismatching key."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        where = _weights_mismatch(module, weights) or _first_line(err)
+        raise RunFileError(f"{source}: weights do not fit the model ({type(module).__name__}): {where}") from None
 
 
 def config_from_snapshot(snapshot: dict) -> Config:
@@ -169,9 +287,14 @@ def config_from_snapshot(snapshot: dict) -> Config:
 
 def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
     """Rebuild the trained method; weights come from the snapshot, never from the network."""
-    config = config_from_snapshot(snapshot)
-    method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
-    method.load_state_dict(snapshot["state_dict"])
+    source = snapshot.get("path", "snapshot")
+    try:
+        config = config_from_snapshot(snapshot)
+        method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
+    except (ValueError, KeyError, TypeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise RunFileError(f"{source}: its config does not describe a model this fcdd builds ({message})") from None
+    load_weights(method, snapshot["state_dict"], source)
     return config, method.eval()
 
 
@@ -189,10 +312,11 @@ def read_config(run_dir: Path) -> Config:
 def resume_checkpoint(config: Config, out: Path) -> Path | None:
     """The checkpoint to continue from, after checking that only resumable options changed."""
     checkpoint = out / CHECKPOINT
+    if checkpoint.is_file() and not config.resume:
+        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
+    remove_stale_temps(out)  # what a write killed half-way (a checkpoint save) left behind
     if not checkpoint.is_file():
         return None
-    if not config.resume:
-        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
     stored = read_checkpoint(checkpoint)["config"]
     changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and stored.get(k) != v)
     if changed:
@@ -232,11 +356,12 @@ def load_run(run_dir: str | Path, device: str = "cpu", reevaluate: bool = False)
             log.warning("%s does not match the reloaded test set (%d images); evaluating again", run_dir / HEATMAPS, len(splits.test))
             stored = None
     if stored is None:
-        evaluation = evaluate(method, splits.test, config.eval_batch_size, dev, progress=False)
+        evaluation = evaluate(method, splits.test, config.eval_batch_size, dev, progress=False, resolution=config.eval_resolution)
     else:
         evaluation = evaluation_from_scores(
             torch.as_tensor(stored["scores"]).double().numpy(), torch.as_tensor(stored["labels"]).numpy(),
             stored["heatmaps"], list(stored.get("kinds") or []), list(stored.get("paths") or []), splits.test,
+            config.eval_resolution,
         )
     history = History.from_dict(read_json(run_dir / HISTORY))
     metrics = read_json(run_dir / METRICS) or dict(snapshot.get("metrics") or {})
@@ -268,7 +393,7 @@ def write_config(config: Config, out: Path) -> None:
 
 
 def write_checkpoint(out: Path, state: dict) -> None:
-    atomic_torch_save(out / CHECKPOINT, state)
+    atomic_torch_save(out / CHECKPOINT, {**state, "format": CHECKPOINT_FORMAT})
 
 
 def write_run(run: Run) -> None:

@@ -2,7 +2,9 @@
 
 ``RUN/normal_<class>/it_<seed>/`` holds an ordinary run folder each. A finished run (metrics,
 snapshot and heatmaps written) is never recomputed; one with only a checkpoint is resumed; so
-a killed ``fcdd run`` restarted with the same options picks up where it stopped. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
+a killed ``fcdd run`` restarted with the same options picks up where it stopped; restarted with
+other options (``check_same_experiment``) it is refused, as it would mix two settings in one
+table. The aggregate (mean and std over seeds per class, CSV + Markdown table, ROC curves
 averaged over seeds) is rebuilt from the run folders at the end.
 """
 
@@ -24,10 +26,14 @@ from fcdd.data.base import DATASETS, DataError
 from fcdd.io import atomic_write_json, atomic_write_text
 from fcdd.metrics import roc_curve
 from fcdd.report.plots import plot_mean_roc
-from fcdd.rundir import CONFIG, METRICS, is_finished, read_heatmaps, read_metrics, run_or_resume
+from fcdd.rundir import CONFIG, METRICS, RESUMABLE_CHANGES, is_finished, read_heatmaps, read_metrics, run_or_resume
 from fcdd.runtime import run_logging
 
 log = logging.getLogger("fcdd")
+
+#: options a restarted experiment may change: none of them changes a number in its table (unlike
+#: ``epochs``, which a single run's resumption may raise, but here finished runs would keep theirs)
+RESTART_CHANGES = RESUMABLE_CHANGES - {"epochs"}
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,27 @@ def run_experiment(config: Config, classes: list[str] | None, seeds: int) -> dic
     out = Path(config.out)
     classes = classes or discover_classes(config)
     jobs = jobs_for(out, classes, seeds)
+    stored = config.replace(out=str(out), category=None)
+    check_same_experiment(stored, out)
     out.mkdir(parents=True, exist_ok=True)
-    config.replace(out=str(out), category=None).to_yaml(out / CONFIG)
+    stored.to_yaml(out / CONFIG)
     with run_logging(out):
         _run_jobs(config, jobs)
         return aggregate(out, classes, seeds)
+
+
+def check_same_experiment(config: Config, out: Path) -> None:
+    """Refuse to continue ``out`` when its ``config.yaml`` holds other options: the finished runs
+    there would be kept and the table would mix two settings (ValueError naming each option)."""
+    path = out / CONFIG
+    if not path.is_file():
+        return
+    before, now = Config.from_yaml(path).to_dict(), config.to_dict()
+    changed = sorted(k for k in now if k not in RESTART_CHANGES and before[k] != now[k])
+    if changed:
+        listed = "; ".join(f"{k}: {before[k]!r} there, {now[k]!r} now" for k in changed)
+        raise ValueError(f"{path}: {out} holds an experiment with other options ({listed}); "
+                         "give the same options to continue it, or another --out")
 
 
 def _run_jobs(config: Config, jobs: list[Job]) -> None:

@@ -45,12 +45,56 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class DivergedError(ValueError):
+    """Training or scoring produced NaN or infinite numbers: the model diverged.
+
+    A ``ValueError``, so the command line reports it as a user error (exit status 2): what fixes
+    it is an option (a lower learning rate, fp32 arithmetic), not the code. Raised before the
+    run folder gets its results, so a diverged run never looks finished.
+    """
+
+
+#: what to change when a run diverges (the learner adds the run's own values)
+DIVERGED_ADVICE = "lower --lr or train with --precision fp32"
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on, named as ``--device`` takes them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def device_present(device: torch.device) -> bool:
+    """Whether this machine has ``device`` (a CUDA index beyond the GPUs present does not count)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    backend = getattr(torch, device.type, None)  # xpu and other accelerators with a torch module
+    return bool(getattr(backend, "is_available", lambda: False)())
+
+
 def pick_device(name: str) -> torch.device:
+    """The device ``--device`` names ("auto": CUDA when present, else the CPU).
+
+    A device this machine lacks is a ``ValueError`` listing what it has, so a typo or a copied
+    command line ends in a message, not a traceback from deep inside torch.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    here = ", ".join(available_devices())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; this machine has: {here}") from None
+    if not device_present(device):
+        raise ValueError(f"device {name!r} is not available on this machine; it has: {here}")
     return device
 
 

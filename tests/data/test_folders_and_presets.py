@@ -20,10 +20,10 @@ def test_imagenet_folder_one_vs_rest(tmp_path):
         for cls in ("n01", "n02", "n03"):
             for i in range(n):
                 img(tmp_path / split / cls / f"{i}.JPEG", 40 * int(cls[-1]))
-    splits = load_data(Config(dataset="imagenet", data=str(tmp_path), category="n02", image_size=8))
+    splits = load_data(Config(dataset="imagenet", data=str(tmp_path), category="n02", image_size=16))
     assert len(splits.train) == 3 and splits.train.channels == 3
     assert sorted(splits.test.labels.tolist()) == [0, 0, 1, 1, 1, 1]
-    assert load_data(Config(dataset="imagenet", data=str(tmp_path), category="0", image_size=8)).name == "imagenet-n01"
+    assert load_data(Config(dataset="imagenet", data=str(tmp_path), category="0", image_size=16)).name == "imagenet-n01"
 
 
 def test_voc_layout_and_bad_split_file(tmp_path):
@@ -35,11 +35,11 @@ def test_voc_layout_and_bad_split_file(tmp_path):
     (main / "horse_train.txt").write_text("0000  1\n0001 -1\n0002  1\n")
     (main / "horse_val.txt").write_text("0003  1\n0004 -1\n0005  0\n")
     (main / "cat_train.txt").write_text("0000 -1\n")
-    splits = load_data(Config(dataset="voc", data=str(tmp_path), category="horse", image_size=8))
+    splits = load_data(Config(dataset="voc", data=str(tmp_path), category="horse", image_size=16))
     assert len(splits.train) == 2 and splits.test.labels.tolist() == [0, 1]
     (main / "horse_val.txt").write_text("0003 yes\n")
     with pytest.raises(DataError, match=r"horse_val\.txt:1: expected"):
-        load_data(Config(dataset="voc", data=str(tmp_path), category="horse", image_size=8))
+        load_data(Config(dataset="voc", data=str(tmp_path), category="horse", image_size=16))
 
 
 def test_fmnist_corrupted_has_masks(shared_data):

@@ -51,7 +51,7 @@ def test_mvtec_layout_reads_formats_labels_and_masks(tmp_path):
 
 def test_btad_naming_ok_ko(tmp_path):
     root = make_mvtec(tmp_path / "01", nominal="ok", mask_suffix="")
-    splits = load_data(Config(dataset="btad", data=str(root), image_size=8))
+    splits = load_data(Config(dataset="btad", data=str(root), image_size=16))
     assert len(splits.train) == 2 and splits.test.labels.sum() == 1
 
 
@@ -61,17 +61,17 @@ def test_category_lookup_and_grey_detection(tmp_path):
     for p in (root / "tile").rglob("*"):
         if p.suffix in (".jpg", ".bmp", ".tiff") or (p.suffix == ".png" and "ground" not in str(p)):
             Image.open(p).convert("L").save(p)
-    splits = load_data(Config(data=str(root), category="tile", image_size=8))
+    splits = load_data(Config(data=str(root), category="tile", image_size=16))
     assert splits.train.channels == 1
     with pytest.raises(DataError, match="several categories"):
-        load_data(Config(data=str(root), image_size=8))
+        load_data(Config(data=str(root), image_size=16))
     with pytest.raises(DataError, match="nope"):
-        load_data(Config(data=str(root), category="nope", image_size=8))
+        load_data(Config(data=str(root), category="nope", image_size=16))
 
 
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match="not found|no MVTec"):
-        load_data(Config(data=str(tmp_path / "missing"), image_size=8))
+        load_data(Config(data=str(tmp_path / "missing"), image_size=16))
 
 
 def test_mask_without_image(tmp_path):
@@ -107,7 +107,7 @@ def test_custom_layout_both_forms(tmp_path):
     for split, kind, n in (("train", "normal", 3), ("train", "anomalous", 1), ("test", "normal", 2), ("test", "anomalous", 2)):
         for i in range(n):
             write_image(root / split / "screws" / kind / f"{i}.png")
-    splits = load_data(Config(dataset="custom", data=str(root), category="screws", image_size=8))
+    splits = load_data(Config(dataset="custom", data=str(root), category="screws", image_size=16))
     assert len(splits.train) == 3 and splits.test.labels.tolist() == [0, 0, 1, 1]
     assert splits.train_anomalies is not None and len(splits.train_anomalies) == 1
 
@@ -116,7 +116,7 @@ def test_custom_layout_both_forms(tmp_path):
         for cls, n in (("cats", 3), ("dogs", 2)):
             for i in range(n):
                 write_image(ovr / split / cls / f"{i}.png")
-    splits = load_data(Config(dataset="custom", data=str(ovr), category="dogs", ovr=True, image_size=8))
+    splits = load_data(Config(dataset="custom", data=str(ovr), category="dogs", ovr=True, image_size=16))
     assert len(splits.train) == 2
     assert sorted(splits.test.labels.tolist()) == [0, 0, 1, 1, 1]
     assert {k for k, label in zip(splits.test.kinds, splits.test.labels.tolist(), strict=True) if label} == {"cats"}

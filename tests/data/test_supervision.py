@@ -118,11 +118,11 @@ def test_other_mode_uses_real_training_anomalies(tmp_path):
         for i in range(n):
             (root / split / "a" / kind).mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((8, 8, 3), 255 if kind == "anomalous" else 0, np.uint8)).save(root / split / "a" / kind / f"{i}.png")
-    config = Config(dataset="custom", data=str(root), category="a", image_size=8, supervise_mode="other", oe_limit=2, holdout=0.0)
+    config = Config(dataset="custom", data=str(root), category="a", image_size=16, supervise_mode="other", oe_limit=2, holdout=0.0)
     splits = prepare_splits(config)
     supervision = build_supervision(config, splits)
     assert len(supervision.pool) == 2
-    out = supervision(*batch(4, 3, 8), torch.Generator().manual_seed(0))
+    out = supervision(*batch(4, 3, 16), torch.Generator().manual_seed(0))
     assert out.labels.tolist() == [1, 1, 0, 0]
     assert torch.all(out.images[:2] == 1.0)
 

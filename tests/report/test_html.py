@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -78,3 +79,20 @@ def test_page_in_headless_chromium(report_run, browser, tmp_path):
     width, height = Image.open(shot).size
     assert width >= 800 and height > 1000
     assert browser.errors() == []
+
+
+def test_report_shows_the_thresholds_on_the_test_set_in_calibrated_colours(report_run):
+    """Calibrated colours (the same scale as predict and serve) and the stored thresholds' test-set rates."""
+    out = Path(report_run.out)
+    page = (out / "report.html").read_text()
+    thresholds = report_run.metrics["thresholds"]
+    assert "Thresholds on the test set" in page and "anomalous verdicts with an empty mask" in page
+    assert f"{thresholds['test']['image']['precision']:.4f}" in page
+    for key, title in (("pixel_aupro", "pixel AUPRO"), ("pixel_f1_max", "pixel F1-max"), ("image_ap", "image AP")):
+        assert title in page and f"{report_run.metrics[key]:.4f}" in page
+    layouts = json.loads((out / "galleries.json").read_text())
+    calibrated = layouts["gallery_test_anomalous_calibrated"]
+    low, high = thresholds["heatmap_range"]
+    assert calibrated["normalisation"] == "calibrated" and calibrated["range"] == pytest.approx([low, high])
+    assert all([item["lo"], item["hi"]] == pytest.approx([low, high]) for block in calibrated["blocks"] for item in block["items"])
+    assert '"c": "data:image' in page  # the cards carry calibrated overlays too

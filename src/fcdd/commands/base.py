@@ -1,19 +1,28 @@
 """What every subcommand shares: the command registry and the flags generated from ``Config``.
 
 Each module of ``fcdd.commands`` registers its subcommand with ``@command``; ``fcdd.cli``
-builds the parser from ``COMMANDS``.
+builds the parser from ``COMMANDS``. A command that reads run folders adds ``--trust-pickle``
+with ``add_trust_flag``; ``@command`` applies it for the command's whole run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from fcdd.config import Config, base_type, coerce, field_types, read_yaml
 from fcdd.presets import PRESETS
 from fcdd.registry import Registry
+from fcdd.rundir import trusting_pickle
+
+TRUST_PICKLE_HELP = (
+    "load legacy run files (snapshot.pt, checkpoint.pt, heatmaps.pt) that need Python pickle. "
+    "DANGER: unpickling can execute arbitrary code stored in the file; use this only for files "
+    "from a source you trust. Without it such files are refused"
+)
 
 
 @dataclass(frozen=True)
@@ -30,15 +39,32 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
     """Register a subcommand; ``arguments(parser)`` adds its flags."""
 
     def register(fn):
-        COMMANDS.register(name)(Command(fn, help, arguments))
+        COMMANDS.register(name)(Command(_with_trust(fn), help, arguments))
         return fn
 
     return register
 
 
+def _with_trust(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Run ``fn`` trusting legacy pickle files exactly when its ``--trust-pickle`` was given."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> None:
+        with trusting_pickle(bool(getattr(args, "trust_pickle", False))):
+            fn(args)
+
+    return run
+
+
+def add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-pickle``: the one opt-in to reading run files that can run code."""
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per Config field; defaults are suppressed so only given flags override YAML."""
     parser.add_argument("--config", metavar="YAML", help="YAML file of options (flags given here override it)")
+    add_trust_flag(parser)  # resuming reads the run folder's checkpoint
     hints = field_types()
     for f in fields(Config):
         if f.name in skip:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcdd.commands.base import command
+from fcdd.commands.base import add_trust_flag, command
 from fcdd.compare import compare_run
 from fcdd.rundir import COMPARE
 
@@ -16,6 +16,7 @@ def _arguments(p) -> None:
     p.add_argument("--device", default=None, help="torch device for the compared runs (default: the run's)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the compared runs (default: the run's)")
     p.add_argument("--max-columns", type=int, default=8, help="test images in the comparison figure (default: 8)")
+    add_trust_flag(p)
 
 
 @command("compare", "train baselines (HSC, AE, attention AE) on a run's configuration and compare heatmaps and AUROC", _arguments)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fcdd.commands.base import command
+from fcdd.commands.base import add_trust_flag, command
 from fcdd.data.base import DataError
 from fcdd.detector import Detector
 from fcdd.predict import predict_files, summary
@@ -22,16 +22,18 @@ def add_device_flags(p) -> None:
 def _arguments(p) -> None:
     p.add_argument("run", help="run folder (or its snapshot.pt)")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="folder for predictions.csv, predictions.json and overlays/")
+    p.add_argument("--out", required=True, help="folder for predictions.csv and predictions.jsonl (grown batch by batch; a new "
+                   "prediction there starts them afresh), predictions.json (written at the end) and overlays/")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="do not write overlay PNGs")
     p.add_argument("--masks", action="store_true", help="also write binary defect masks (masks/*.png) at the training size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_flags(p)
+    add_trust_flag(p)
 
 
 def detector_from_args(args):
     return Detector.load(args.run, device=args.device, threshold=args.threshold, pixel_threshold=args.pixel_threshold,
-                         batch_size=args.batch_size, workers=args.workers)
+                         batch_size=args.batch_size, workers=args.workers, trust_pickle=args.trust_pickle)
 
 
 @command("predict", "score image files with a trained model: predictions.csv/json and overlay PNGs", _arguments)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fcdd.commands.base import command
+from fcdd.commands.base import add_trust_flag, command
 from fcdd.report import write_report
 from fcdd.report.gallery import check_alpha
 from fcdd.rundir import load_run
@@ -17,6 +17,7 @@ def _arguments(p) -> None:
     p.add_argument("--reevaluate", action="store_true", help="score the test set again instead of reading heatmaps.pt")
     p.add_argument("--overlay-alpha", type=float, default=None, help="opacity of heatmap overlays (default: the run's)")
     p.add_argument("--no-train-galleries", action="store_true", help="skip scoring training images for the training galleries")
+    add_trust_flag(p)
 
 
 @command("report", "rebuild a finished run's plots, galleries and report.html without retraining", _arguments)

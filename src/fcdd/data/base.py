@@ -8,6 +8,7 @@ what a training step waits for.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fcdd.registry import Registry
 
@@ -24,7 +25,13 @@ if TYPE_CHECKING:
     from fcdd.config import Config
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+#: modes of more than 8 bits per sample, scaled by their bit depth (``scale_high_bit``)
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+GREY_MODES = ("1", "L", "LA", "La", *HIGH_BIT_MODES)
+#: files in colour modes decoded to tell grey from colour content (``decide_channels``)
+COLOUR_SAMPLE = 16
+
+log = logging.getLogger("fcdd")
 
 
 class DataError(ValueError):
@@ -35,7 +42,8 @@ class DataError(ValueError):
 class ImageSet:
     """Images (N, C, S, S) uint8, labels (N,) 0 nominal / 1 anomalous, maps (N, 1, S, S) uint8 0/1.
 
-    ``kinds`` holds the defect type (or class name) of each image, ``paths`` where it came from.
+    ``kinds`` holds the defect type (or class name) of each image, ``paths`` where it came from,
+    ``mask_paths`` its ground-truth file (None without one), for metrics at the mask's own size.
     """
 
     images: torch.Tensor
@@ -43,6 +51,7 @@ class ImageSet:
     maps: torch.Tensor
     kinds: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    mask_paths: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -50,6 +59,7 @@ class ImageSet:
             raise DataError(f"inconsistent set: {n} images, {len(self.labels)} labels, {len(self.maps)} maps")
         self.kinds = self.kinds or ["" for _ in range(n)]
         self.paths = self.paths or [f"#{i}" for i in range(n)]
+        self.mask_paths = self.mask_paths or [None] * n
 
     def __len__(self) -> int:
         return len(self.images)
@@ -59,7 +69,7 @@ class ImageSet:
         idx = index.tolist()
         return ImageSet(
             self.images[index], self.labels[index], self.maps[index],
-            [self.kinds[i] for i in idx], [self.paths[i] for i in idx],
+            [self.kinds[i] for i in idx], [self.paths[i] for i in idx], [self.mask_paths[i] for i in idx],
         )
 
     @staticmethod
@@ -67,6 +77,7 @@ class ImageSet:
         return ImageSet(
             torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), torch.cat([s.maps for s in sets]),
             [k for s in sets for k in s.kinds], [p for s in sets for p in s.paths],
+            [m for s in sets for m in s.mask_paths],
         )
 
     @property
@@ -135,23 +146,64 @@ def numbered_classes(n: int) -> Callable[[Config], list[str]]:
 # --- decoding ------------------------------------------------------------------------------------
 
 
-def open_image(path: Path) -> Image.Image:
+def _opened(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with every failure a DataError naming the file. Pillow's
+    decompression-bomb check (``Image.MAX_IMAGE_PIXELS``) runs here, before any pixel is decoded."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        image = Image.open(path)
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{path}: refused, too many pixels for an image (decompression bomb? {err})") from None
+    except Exception as err:  # noqa: BLE001 - whatever a decoder raises, the file is unreadable
+        raise DataError(f"{path}: cannot read image ({err})") from None
+
+
+def image_header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from the file's header, without decoding its pixels (cheap)."""
+    with _opened(path) as image:
+        return image.mode, image.size
+
+
+def open_image(path: Path) -> Image.Image:
+    """A decoded image; DataError naming the file when it is missing, unreadable or a bomb."""
+    image = _opened(path)
+    try:
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - truncated data, bad chunks, oversized text chunks, ...
+        image.close()
         raise DataError(f"{path}: cannot read image ({err})") from None
     return image
 
 
+def full_scale(image: Image.Image) -> float:
+    """The sample value that means white in a mode of more than 8 bits: 1.0 for float images,
+    else 2**bits - 1 with the bits per sample the file reports (TIFF), else 16 bits (16-bit PNG,
+    PGM and TIFF all open in these modes)."""
+    if image.mode == "F":
+        return 1.0
+    bits = getattr(image, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    return float(2 ** (bits if isinstance(bits, int) and 8 < bits <= 32 else 16) - 1)
+
+
+def scale_high_bit(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8 of a grey image of more than 8 bits, divided by its ``full_scale``.
+
+    The same factor for every image of a mode, so a darker image stays darker (stretching each
+    image to its own min..max would hide brightness defects); values outside are clipped."""
+    scale = full_scale(image)
+    arr = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=scale, neginf=0.0)
+    return np.clip(np.rint(arr * (255.0 / scale)), 0, 255).astype(np.uint8)
+
+
 def to_array(image: Image.Image, channels: int, size: int, resample=Image.BILINEAR) -> np.ndarray:
-    """A PIL image as (C, size, size) uint8."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        span = arr.max() - arr.min()
-        image = Image.fromarray(((arr - arr.min()) / (span or 1) * 255).astype(np.uint8))
+    """A PIL image as (C, size, size) uint8 (C = 1 for ``channels == 1``, else 3).
+
+    Modes of more than 8 bits are scaled by their bit depth (``scale_high_bit``); a mode Pillow
+    cannot convert to grey / RGB is a ValueError."""
+    if image.mode in HIGH_BIT_MODES:
+        image = Image.fromarray(scale_high_bit(image))
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), resample)
@@ -159,23 +211,59 @@ def to_array(image: Image.Image, channels: int, size: int, resample=Image.BILINE
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+    """One image file as ``to_array`` gives it; every failure a DataError naming the file."""
+    image = open_image(path)
+    try:
+        return to_array(image, channels, size)
+    except Exception as err:  # noqa: BLE001 - a decoded image that converts to nothing usable
+        raise DataError(f"{path}: cannot convert a {image.mode} image to {'grey' if channels == 1 else 'RGB'} ({err})") from None
+
+
 def is_grey(image: Image.Image) -> bool:
+    """Whether an image is grey: by its mode, or for colour modes by its pixels (R, G, B within 2
+    of each other on a 32 x 32 thumbnail: RGB photos of grey scenes count as grey)."""
     if image.mode in GREY_MODES:
         return True
-    if image.mode in ("RGB", "RGBA", "P"):
+    try:
         small = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
-        return bool(np.abs(small[..., 0] - small[..., 1]).max() <= 2 and np.abs(small[..., 1] - small[..., 2]).max() <= 2)
-    return False
+    except (ValueError, OSError):
+        return False  # no RGB form: reading it fails later with the file named
+    return bool(np.abs(small[..., 0] - small[..., 1]).max() <= 2 and np.abs(small[..., 1] - small[..., 2]).max() <= 2)
+
+
+def spread(items: Sequence, k: int) -> list:
+    """At most ``k`` items evenly spread over ``items``, first and last included."""
+    if len(items) <= k:
+        return list(items)
+    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, k).round().astype(int).tolist()))]
 
 
 def decide_channels(paths: Sequence[Path], requested: int) -> int:
-    """1 when every sampled image is grey, else 3, unless the user asked for a number."""
+    """1 when every image is grey, else 3, unless the user asked for a number; logged.
+
+    Every file's mode is read from its header (no decoding), so one colour file anywhere makes
+    the set colour. Files in colour modes may still hold grey pixels (RGB photos of grey parts),
+    so up to ``COLOUR_SAMPLE`` of them, spread over the list, are decoded and looked at."""
     if requested in (1, 3):
         return requested
-    if requested not in (0,):
+    if requested != 0:
         raise DataError(f"channels must be 0, 1 or 3, got {requested}")
-    sample = list(paths)[:: max(1, len(paths) // 16)][:16]
-    return 1 if all(is_grey(open_image(p)) for p in sample) else 3
+    paths = list(paths)
+    modes = [image_header(p)[0] for p in paths]
+    colour = [p for p, mode in zip(paths, modes, strict=True) if mode not in GREY_MODES]
+    listed = ", ".join(sorted(set(modes)))
+    if not colour:
+        log.info("channels: 1 (grey), all %d images have grey modes (%s)", len(paths), listed)
+        return 1
+    coloured = next((p for p in spread(colour, COLOUR_SAMPLE) if not is_grey(open_image(p))), None)
+    if coloured is not None:
+        log.info("channels: 3 (colour), %d of %d images have colour modes (%s); %s holds colour",
+                 len(colour), len(paths), listed, coloured)
+        return 3
+    log.info("channels: 1 (grey), %d of %d images have colour modes (%s) but the %d of them looked at hold grey pixels",
+             len(colour), len(paths), listed, min(len(colour), COLOUR_SAMPLE))
+    return 1
 
 
 def load_images(paths: Sequence[Path], channels: int, size: int) -> torch.Tensor:
@@ -184,22 +272,33 @@ def load_images(paths: Sequence[Path], channels: int, size: int) -> torch.Tensor
         return torch.zeros(0, channels, size, size, dtype=torch.uint8)
 
     def one(path: Path) -> np.ndarray:
-        return to_array(open_image(path), channels, size)
+        return read_image(path, channels, size)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         arrays = list(pool.map(one, paths))
     return torch.from_numpy(np.stack(arrays))
 
 
+def binary_mask(image: Image.Image) -> np.ndarray:
+    """(H, W) bool: where a mask marks a defect. 8-bit masks: above 127 (so JPEG noise stays
+    out), or nonzero when the file holds only 0 and 1; deeper masks (lossless): nonzero."""
+    if image.mode in HIGH_BIT_MODES:
+        return np.nan_to_num(np.asarray(image, dtype=np.float64)) > 0
+    values = np.asarray(image.convert("L"))
+    return values > 127 if values.size and values.max() > 1 else values > 0
+
+
 def load_mask(path: Path, image_path: Path, size: int) -> np.ndarray:
-    """A binary ground-truth map; it must have the size of its image."""
+    """A binary ground-truth map (1, size, size); it must have the size of its image."""
     mask = open_image(path)
-    with Image.open(image_path) as image:
-        image_size = image.size
+    image_size = image_header(image_path)[1]
     if mask.size != image_size:
         raise DataError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} but its image {image_path.name} is {image_size[0]}x{image_size[1]}")
-    arr = to_array(mask, 1, size, resample=Image.NEAREST)
-    return (arr > 127).astype(np.uint8) if arr.max() > 1 else (arr > 0).astype(np.uint8)
+    try:
+        binary = Image.fromarray(binary_mask(mask).astype(np.uint8) * 255)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path}: cannot read a {mask.mode} image as a mask ({err})") from None
+    return (to_array(binary, 1, size, resample=Image.NEAREST) > 0).astype(np.uint8)
 
 
 def list_images(folder: Path) -> list[Path]:

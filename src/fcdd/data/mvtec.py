@@ -4,6 +4,9 @@
     <category>/test/good/*.png
     <category>/test/<defect>/*.png
     <category>/ground_truth/<defect>/<stem>_mask.png     (BTAD: <stem>.png or .bmp)
+
+``ground_truth/`` may be left out (image labels only, no pixel metrics); when it is there, every
+defect image needs its mask, so no defect counts as nominal pixels.
 """
 
 from __future__ import annotations
@@ -83,6 +86,22 @@ class MVTecLayout:
                     return folder / f"{stem}{suffix}"
         raise DataError(f"{image}: anomalous image has no mask in {folder} (expected {image.stem}_mask.png)")
 
+    def _check_mask_folders(self, test_files: dict[str, list[Path]]) -> None:
+        """With a ``ground_truth/`` folder every defect type needs its masks: an image without one
+        would enter the pixel metrics as all-nominal pixels and silently lower them. Without the
+        folder the set has image labels only and no pixel metrics are computed."""
+        gt = self.root / "ground_truth"
+        if not gt.is_dir():
+            return
+        missing = [d for d, files in test_files.items() if files and d not in NOMINAL_NAMES and not (gt / d).is_dir()]
+        if missing:
+            have = sorted(p.name for p in gt.iterdir() if p.is_dir())
+            raise DataError(
+                f"{gt / missing[0]}: folder not found; the defect images of {', '.join(missing)} have no masks "
+                f"(ground_truth/ holds {', '.join(have) or 'nothing'}). Pixel metrics need a mask for every defect "
+                f"image: add the masks, or move those defect folders out of {self.root / 'test'}"
+            )
+
     def _check_orphan_masks(self, test_files: dict[str, list[Path]]) -> None:
         gt = self.root / "ground_truth"
         if not gt.is_dir():
@@ -106,6 +125,7 @@ class MVTecLayout:
 
     def load(self, size: int, channels: int = 0) -> tuple[ImageSet, ImageSet]:
         train_files, test_files = self.files()
+        self._check_mask_folders(test_files)
         self._check_orphan_masks(test_files)
         channels = decide_channels(train_files, channels)
         train = ImageSet(
@@ -114,17 +134,19 @@ class MVTecLayout:
             torch.zeros(len(train_files), 1, size, size, dtype=torch.uint8),
             ["good"] * len(train_files), [str(p) for p in train_files],
         )
-        paths, labels, kinds, maps = [], [], [], []
+        paths, labels, kinds, maps, mask_paths = [], [], [], [], []
         for defect, files in test_files.items():
             nominal = defect in NOMINAL_NAMES
             for path in files:
                 mask_path = None if nominal else self._mask_for(defect, path)
+                mask_paths.append(None if mask_path is None else str(mask_path))
                 maps.append(load_mask(mask_path, path, size) if mask_path else np.zeros((1, size, size), np.uint8))
                 paths.append(path)
                 labels.append(0 if nominal else 1)
                 kinds.append("good" if nominal else defect)
         test = ImageSet(
-            load_images(paths, channels, size), torch.tensor(labels), torch.from_numpy(np.stack(maps)), kinds, [str(p) for p in paths]
+            load_images(paths, channels, size), torch.tensor(labels), torch.from_numpy(np.stack(maps)), kinds, [str(p) for p in paths],
+            mask_paths,
         )
         return train, test
 

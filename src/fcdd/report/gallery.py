@@ -1,11 +1,13 @@
 """Heatmap galleries as in the FCDD paper: blocks of inputs, heatmaps, overlays and ground truth.
 
-Two normalisations of the heatmap colours:
+Normalisations of the heatmap colours:
 
 - ``local``: every heatmap is scaled to its own [min, max], so each shows *where* the model
   looks, even on images it rates nominal;
 - ``semi_global``: all heatmaps shown in one picture share one [min, max], so colours compare
-  across samples (a nominal image stays dark next to an anomalous one).
+  across samples (a nominal image stays dark next to an anomalous one);
+- ``calibrated``: the run's fixed colour scale from held-out nominal heatmaps, the pixel
+  threshold mid-scale, the same as in ``predict``, ``serve`` and exports (warm = flagged).
 
 Every picture comes with its layout (which sample is in which column, its score and the colour
 range used), so the picture can be checked and traced back to the test set.
@@ -30,6 +32,8 @@ from fcdd.io import atomic_write_bytes  # noqa: E402
 
 CMAP = "jet"
 NORMALISATIONS = ("local", "semi_global")
+#: the run's fixed scale (``thresholds.heatmap_range``), drawn when the run has one
+CALIBRATED = "calibrated"
 LABEL_NAMES = {0: "nominal", 1: "anomalous"}
 #: samples per row group of the global galleries (the paper shows ten)
 GLOBAL_ROW = 10
@@ -76,19 +80,24 @@ def truth_rgb(mask: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.repeat(((arr > 0).astype(np.uint8) * 255)[..., None], 3, axis=2)
 
 
-def normalise(heatmaps: np.ndarray | torch.Tensor, mode: str = "semi_global") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalise(heatmaps: np.ndarray | torch.Tensor, mode: str = "semi_global",
+              colour_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Heatmaps (N, [1,] H, W) scaled to [0, 1]; returns (scaled, lo (N,), hi (N,)).
 
     ``local`` spans each map's own range (a constant map becomes 0), ``semi_global`` the range
-    of all maps given.
+    of all maps given, ``calibrated`` the fixed ``colour_range``.
     """
-    if mode not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {mode!r}")
+    if mode not in (*NORMALISATIONS, CALIBRATED):
+        raise ValueError(f"normalisation must be one of {', '.join((*NORMALISATIONS, CALIBRATED))}, got {mode!r}")
+    if mode == CALIBRATED and colour_range is None:
+        raise ValueError("calibrated colours need the run's colour range")
     hm = torch.as_tensor(heatmaps).float().numpy()
     hm = hm.reshape(len(hm), *hm.shape[-2:])
     if len(hm) == 0:
         return hm, np.zeros(0), np.zeros(0)
-    if mode == "local":
+    if mode == CALIBRATED:
+        lo, hi = np.full(len(hm), float(colour_range[0])), np.full(len(hm), float(colour_range[1]))
+    elif mode == "local":
         lo, hi = hm.min(axis=(1, 2)), hm.max(axis=(1, 2))
     else:
         lo, hi = np.full(len(hm), hm.min()), np.full(len(hm), hm.max())
@@ -218,6 +227,7 @@ def heatmap_gallery(
     paths: Sequence[str] | None = None,
     alpha: float = 0.5,
     title: str = "",
+    colour_range: tuple[float, float] | None = None,
 ) -> dict:
     """Draw blocks of samples (columns) with rows input / heatmap / overlay / ground truth.
 
@@ -233,7 +243,7 @@ def heatmap_gallery(
     if not shown:
         raise ValueError(f"{path}: no samples to show")
     position = {i: k for k, i in enumerate(shown)}
-    scaled, lo, hi = normalise(heatmaps[shown], normalise_mode)
+    scaled, lo, hi = normalise(heatmaps[shown], normalise_mode, colour_range)
     with_truth = maps is not None
     panels, items = [], []
     for block in blocks:

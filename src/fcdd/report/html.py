@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 
+from fcdd.evaluation import HEADLINE_METRICS
 from fcdd.io import atomic_write_text
 from fcdd.report.gallery import CMAP, check_alpha
 
@@ -57,8 +58,10 @@ def _thumb_size(side: int, limit: int = THUMB) -> int:
     return min(side, limit)
 
 
-def card_thumbnails(images: torch.Tensor, heatmaps: torch.Tensor, maps: torch.Tensor | None, alpha: float, size: int = THUMB) -> list[dict]:
-    """Per image: input, overlays with semi-global ('g') and local ('l') colours, truth (or None).
+def card_thumbnails(images: torch.Tensor, heatmaps: torch.Tensor, maps: torch.Tensor | None, alpha: float, size: int = THUMB,
+                    colour_range: tuple[float, float] | None = None) -> list[dict]:
+    """Per image: input, overlays with calibrated ('c', when the run has a colour range),
+    semi-global ('g') and local ('l') colours, truth (or None).
 
     Heatmaps are reduced by area averaging first, so a whole test set takes well under a second.
     """
@@ -79,6 +82,10 @@ def card_thumbnails(images: torch.Tensor, heatmaps: torch.Tensor, maps: torch.Te
     lo, hi = hm.min(axis=(1, 2), keepdims=True), hm.max(axis=(1, 2), keepdims=True)
     local = (hm - lo) / np.where(hi > lo, hi - lo, 1.0)
     semi = (hm - glo) / (ghi - glo if ghi > glo else 1.0)
+    scales = [("g", semi), ("l", local)]
+    if colour_range is not None:
+        low, high = colour_range
+        scales.insert(0, ("c", (hm - low) / (high - low if high > low else 1.0)))
     cmap = colormaps[CMAP]
     out = []
     truth = None
@@ -87,8 +94,8 @@ def card_thumbnails(images: torch.Tensor, heatmaps: torch.Tensor, maps: torch.Te
     for i in range(n):
         base = rgb[i].astype(np.float32)
         entry = {"img": _encode(rgb[i])}
-        for key, scaled in (("g", semi[i]), ("l", local[i])):
-            coloured = cmap(np.clip(scaled, 0, 1))[..., :3] * 255
+        for key, scaled in scales:
+            coloured = cmap(np.clip(scaled[i], 0, 1))[..., :3] * 255
             entry[key] = _encode(np.round(base * (1 - alpha) + coloured * alpha).astype(np.uint8))
         entry["truth"] = _encode((truth[i] * 255).astype(np.uint8), "PNG") if truth is not None and truth[i].any() else None
         out.append(entry)
@@ -129,12 +136,13 @@ def blank_thumbnail(side: int) -> str:
     return _encode(np.zeros((side, side), np.uint8), "PNG")
 
 
-def _table(rows: Sequence[tuple[str, object]], head: tuple[str, str] | None = None) -> str:
+def _table(rows: Sequence[tuple], head: tuple[str, ...] | None = None) -> str:
+    """Rows of (name, value, ...): the name as a row heading, values as numbers."""
     parts = ["<table>"]
     if head:
-        parts.append(f"<tr><th>{html.escape(head[0])}</th><th>{html.escape(head[1])}</th></tr>")
-    for key, value in rows:
-        parts.append(f"<tr><th>{html.escape(key)}</th><td class='num'>{_num(value)}</td></tr>")
+        parts.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+    for key, *values in rows:
+        parts.append(f"<tr><th>{html.escape(key)}</th>" + "".join(f"<td class='num'>{_num(v)}</td>" for v in values) + "</tr>")
     parts.append("</table>")
     return "".join(parts)
 
@@ -153,6 +161,21 @@ def verdict_counts(scores: np.ndarray, labels: np.ndarray, threshold: float | No
     }
 
 
+def _test_rates_table(test: dict) -> str:
+    """Precision / recall / F1 / FPR of the stored thresholds on the test set, images and pixels."""
+    if not test:
+        return ""
+    names = ("precision", "recall", "f1", "fpr")
+    rows = [(level, *[(test.get(level) or {}).get(n) for n in names]) for level in ("image", "pixel") if test.get(level)]
+    table = _table(rows, ("at the stored threshold", *names)) if rows else ""
+    shares = [
+        ("defective test images with a flagged pixel", test.get("defective_images_with_flagged_pixels")),
+        ("good test images with a flagged pixel", test.get("good_images_with_flagged_pixels")),
+        ("anomalous verdicts with an empty mask", test.get("anomalous_verdicts_with_empty_mask")),
+    ]
+    return "<h3>Thresholds on the test set</h3>" + table + _table([r for r in shares if r[1] is not None])
+
+
 def metrics_section(metrics: dict, scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> str:
     m = metrics
     pixel = m.get("pixel_auroc")
@@ -166,9 +189,9 @@ def metrics_section(metrics: dict, scores: np.ndarray, labels: np.ndarray, thres
     parts = ["<section id='metrics'><h2>Metrics</h2><div class='summary'>"]
     parts += [f"<div class='stat'><div class='v'>{v}</div><div class='k'>{html.escape(k)}</div></div>" for k, v in stats]
     parts.append("</div>")
-    rows = [
-        ("image AUROC", m.get("image_auroc")),
-        ("pixel AUROC", pixel),
+    rows = [(title, m.get(key)) for key, title in HEADLINE_METRICS] + [
+        ("pixel F1-max threshold", m.get("pixel_f1_max_threshold")),
+        ("pixel metrics at", {"input": "network input size", "native": "each mask's own size"}.get(m.get("pixel_resolution"))),
         ("pixel AUROC error bound (binning)", m.get("pixel_auroc_error_bound")),
         ("dataset", m.get("dataset")),
         ("objective", m.get("objective")),
@@ -185,9 +208,11 @@ def metrics_section(metrics: dict, scores: np.ndarray, labels: np.ndarray, thres
         rows = [("image threshold", t.get("threshold")), ("rule", t.get("rule")), ("calibrated on", thresholds.get("source"))]
         if thresholds.get("pixel"):
             rows.append(("pixel threshold", thresholds["pixel"].get("threshold")))
+            rows.append(("pixel rule", thresholds["pixel"].get("rule")))
         counts = verdict_counts(scores, labels, threshold)
         rows += list((counts or {}).items())
         parts.append("<h3>Verdict threshold (on held-out training images) and its verdicts on the test set</h3>" + _table(rows))
+        parts.append(_test_rates_table(thresholds.get("test") or {}))
     for note in m.get("notes") or []:
         parts.append(f"<p class='muted'>note: {html.escape(str(note))}</p>")
     parts.append("</section>")

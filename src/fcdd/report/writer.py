@@ -17,7 +17,7 @@ from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.data.transforms import to_float
 from fcdd.evaluation import infer
 from fcdd.io import atomic_write_json
-from fcdd.report.gallery import LABEL_NAMES, NORMALISATIONS, Block, by_score, global_blocks, heatmap_gallery
+from fcdd.report.gallery import CALIBRATED, LABEL_NAMES, NORMALISATIONS, Block, by_score, global_blocks, heatmap_gallery
 from fcdd.report.html import (
     THUMB,
     Figure,
@@ -81,14 +81,16 @@ def run_supervision(run: Run) -> Supervision:
     return run.supervision
 
 
-def galleries(prefix: str, images, heatmaps, maps, scores, labels, kinds, paths, out: Path, n: int, alpha: float, title: str) -> dict[str, dict]:
-    """Per label (most anomalous first) and global galleries, each in both normalisations."""
+def galleries(prefix: str, images, heatmaps, maps, scores, labels, kinds, paths, out: Path, n: int, alpha: float, title: str,
+              colour_range: tuple[float, float] | None = None) -> dict[str, dict]:
+    """Per label (most anomalous first) and global galleries, in each normalisation (calibrated
+    colours too when the run has a colour range)."""
     written: dict[str, dict] = {}
     anomalous = torch.as_tensor(labels == 1)
     if maps is not None and not (anomalous.any() and (maps[anomalous] > 0).any()):
         maps = None  # no ground truth to show
-    common = dict(scores=scores, labels=labels, kinds=kinds, paths=paths, alpha=alpha)
-    for norm in NORMALISATIONS:
+    common = dict(scores=scores, labels=labels, kinds=kinds, paths=paths, alpha=alpha, colour_range=colour_range)
+    for norm in (*NORMALISATIONS, CALIBRATED) if colour_range is not None else NORMALISATIONS:
         for label, name in LABEL_NAMES.items():
             pick = by_score(scores, labels, label)[:n]
             if pick:
@@ -98,6 +100,11 @@ def galleries(prefix: str, images, heatmaps, maps, scores, labels, kinds, paths,
         key = f"gallery_{prefix}_global_{norm}"
         written[key] = heatmap_gallery(images, heatmaps, maps, out / f"{key}.png", norm, global_blocks(scores, labels), title=f"{title}, {norm.replace('_', '-')} colours", **common)
     return written
+
+
+def _colour_range(metrics: dict) -> tuple[float, float] | None:
+    value = (metrics.get("thresholds") or {}).get("heatmap_range")
+    return (float(value[0]), float(value[1])) if value and all(math.isfinite(v) for v in value) else None
 
 
 def _threshold(metrics: dict) -> float | None:
@@ -126,13 +133,14 @@ def write_report(run: Run, train_galleries: bool = True, html: bool = True) -> d
     layouts: dict[str, dict] = {}
     if len(test):
         maps = test.maps if test.has_maps else None
-        layouts.update(galleries("test", test.images, ev.heatmaps, maps, ev.scores, ev.labels, ev.kinds, ev.paths, out, config.gallery_size, alpha, "test"))
+        layouts.update(galleries("test", test.images, ev.heatmaps, maps, ev.scores, ev.labels, ev.kinds, ev.paths, out,
+                                 config.gallery_size, alpha, "test", _colour_range(run.metrics)))
     if train_galleries and len(run.splits.train):
         try:
             trained = score_training_samples(run)
             layouts.update(galleries(
                 "train", trained["images"], trained["heatmaps"], trained["maps"], trained["scores"], trained["labels"],
-                trained["kinds"], trained["paths"], out, config.gallery_size, alpha, "training",
+                trained["kinds"], trained["paths"], out, config.gallery_size, alpha, "training", _colour_range(run.metrics),
             ))
         except (ValueError, RuntimeError, OSError) as err:  # a noise source that cannot be rebuilt must not cost the report
             log.warning("training galleries skipped: %s", err)
@@ -157,7 +165,7 @@ def write_run_html(run: Run, out: Path, layouts: dict[str, dict]) -> Path:
     config, ev, test = run.config, run.evaluation, run.splits.test
     threshold = _threshold(run.metrics)
     maps = test.maps if test.has_maps else None
-    thumbs = card_thumbnails(test.images, ev.heatmaps, maps, config.overlay_alpha) if len(test) else []
+    thumbs = card_thumbnails(test.images, ev.heatmaps, maps, config.overlay_alpha, colour_range=_colour_range(run.metrics)) if len(test) else []
     cards = [
         {"index": i, "score": float(ev.scores[i]), "label": int(ev.labels[i]), "kind": ev.kinds[i], "path": ev.paths[i], **thumbs[i]}
         for i in range(len(thumbs))
@@ -181,11 +189,11 @@ def write_run_html(run: Run, out: Path, layouts: dict[str, dict]) -> Path:
     for key, (title, is_open) in titles.items():
         figures = [
             Figure(f"{norm.replace('_', '-')} colours", out / f"gallery_{key}_{norm}.png")
-            for norm in ("semi_global", "local") if f"gallery_{key}_{norm}" in layouts
+            for norm in (CALIBRATED, "semi_global", "local") if f"gallery_{key}_{norm}" in layouts
         ]
         groups.append((title, figures, is_open))
     intro = ("Rows: input, heatmap, heatmap over the input, ground-truth map; the number under a column is its anomaly score. "
-             "Semi-global colours share one range over all heatmaps of a picture (comparable across samples); local colours "
+             "Calibrated colours are the run's fixed scale, the pixel threshold mid-scale (as in predict and serve). Semi-global colours share one range over all heatmaps of a picture (comparable across samples); local colours "
              "stretch each heatmap to its own range (where the model looks, even when it is sure the image is fine).")
     m = run.metrics
     title = f"{m.get('dataset') or config.dataset}: {config.objective} with {config.net}"

@@ -3,23 +3,47 @@ OpenAPI docs at ``/docs`` and a small upload page at ``/``.
 
 One model, many clients: requests are decoded in worker threads, then queued for a single model
 thread that runs whatever has arrived (up to ``max_batch`` images) as one batch. The queue is
-bounded; when it is full the request gets 503 with ``Retry-After`` instead of piling up. Uploads
-are limited in bytes (413), must be an image type (415), must decode completely (422) and must
-stay within ``max_side`` / ``max_pixels`` (413).
+bounded; when it is full the request gets 503 with ``Retry-After`` instead of piling up.
+
+Uploads are untrusted, so every limit holds while the request is still arriving:
+
+- the body is counted as it is read (``BodyGuard``, chunked bodies too): past ``max_upload_bytes``
+  plus the multipart framing the answer is 413 at once, before the rest is read or spooled;
+- a body not complete ``read_timeout_s`` after the request began gets 408 (half-sent, trickling);
+  both answers close the connection;
+- the image must be one of ``UPLOAD_FORMATS`` (PNG, JPEG, BMP, TIFF, WebP) as detected from the
+  bytes, and of an image (or unknown) content type, else 415; no other PIL plugin sees the data;
+- its dimensions, read from the header before decoding, must be within ``max_side`` and
+  ``max_pixels`` (413); it must decode completely (422);
+- at most ``decode_slots`` images are decoded or overlays drawn at once (a semaphore).
+
+Memory bound (``fcdd.serve.memory_bound``): above the idle process (model loaded, one full batch
+run) the server holds at most ``decode_slots x max(max_pixels x 20 B, 32 MiB)`` for decoding and
+drawing, ``+ max_connections x 3 MiB`` for uploads arriving (in memory up to 1 MiB each, larger
+ones are spooled to disk) and answers leaving, ``+ (queue_size + max_batch + decode_slots) x
+(input tensor + 1 MiB display copy)`` for decoded requests waiting for the model; with the
+defaults (2 slots, 16.8 MP, 64 connections, queue 32, batch 8) about 0.9 GiB. ``serve`` also has
+glibc hand large freed blocks back at once, so that images freed on one thread are not kept in
+its arena while another thread allocates afresh (RSS would otherwise keep every thread's peak).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
+import json
 import logging
 import queue
+import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -28,10 +52,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
-from fcdd.data.base import to_array
 from fcdd.detector import Detector, Prediction
 from fcdd.overlay import colour_scale, coloured, png_bytes, render_overlay
-from fcdd.preprocess import ImageRejected, decode_bytes, display_copy
+from fcdd.preprocess import UPLOAD_FORMATS, ImageRejected, decode_bytes, format_names, prepare_decoded
+from fcdd.serve import Limits, MiB, bound_text, memory_bound
 
 log = logging.getLogger("fcdd.serve")
 
@@ -40,17 +64,114 @@ STATIC = Path(__file__).resolve().parent / "static"
 GENERIC_TYPES = ("", "application/octet-stream")
 #: HTTP status of each reason an upload is rejected for
 REJECTION_STATUS = {"empty": 422, "unknown_format": 415, "too_large": 413, "corrupt": 422}
+#: multipart framing allowed on top of ``max_upload_bytes`` (boundary, part headers, other fields)
+MULTIPART_SLACK = 64 * 1024
+#: glibc's ``mallopt`` parameter: blocks from this size on are mapped alone and unmapped when freed
+M_MMAP_THRESHOLD = -3
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+DISCONNECT: Message = {"type": "http.disconnect"}
+
+__all__ = ["Batcher", "BodyGuard", "Limits", "QueueFull", "create_app", "memory_bound", "serve"]
 
 
-@dataclass
-class Limits:
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_side: int = 8192
-    max_pixels: int = 40_000_000
-    queue_size: int = 32
-    max_batch: int = 8
-    #: how long the model thread waits for more requests to join a batch
-    batch_wait_s: float = 0.002
+# --- the request body, limited while it arrives -----------------------------------------------------
+
+
+def declared_length(scope: dict) -> int | None:
+    """The request's Content-Length, or None (absent, chunked or malformed)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def send_refusal(send: Send, status: int, detail: str) -> None:
+    """A JSON error that closes the connection: the rest of the body is never read."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BodyGuard:
+    """ASGI middleware: a request body may have at most ``max_bytes`` and must have arrived
+    ``timeout_s`` after the request began.
+
+    It counts the bytes of the ``http.request`` messages as the app reads them, so a chunked body
+    without Content-Length is refused with 413 as soon as it passes the limit (not after being
+    spooled whole), and a stalled body gets 408. After such an answer the app sees the client as
+    gone and whatever it sends is dropped."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float, on_refusal: Callable[[int], None] | None = None) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        self.on_refusal = on_refusal or (lambda status: None)
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = declared_length(scope)
+        if length is not None and length > self.max_bytes:
+            self.on_refusal(413)
+            await send_refusal(send, 413, f"upload of {length} bytes exceeds the limit of {self.max_bytes} bytes")
+            return
+        await _GuardedRequest(self, receive, send).run(scope)
+
+
+class _GuardedRequest:
+    """One request under a ``BodyGuard``: its byte count, deadline and whether the guard answered."""
+
+    def __init__(self, guard: BodyGuard, receive: Receive, send: Send) -> None:
+        self.guard, self._receive, self._send = guard, receive, send
+        self.deadline = time.monotonic() + guard.timeout_s
+        self.received = 0
+        self.complete = False
+        self.started = False
+        self.answered = False
+
+    async def run(self, scope: dict) -> None:
+        try:
+            await self.guard.app(scope, self.receive, self.send)
+        except Exception:
+            if not self.answered:
+                raise
+            log.debug("request ended after its body was refused", exc_info=True)
+
+    async def receive(self) -> Message:
+        if self.answered:
+            return DISCONNECT
+        if self.complete:  # only a disconnect can come now; waiting for it has no deadline
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return await self.refuse(408, f"the request body did not arrive within {self.guard.timeout_s:g} s")
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.guard.max_bytes:
+                return await self.refuse(413, f"upload exceeds the limit of {self.guard.max_bytes} bytes")
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def refuse(self, status: int, detail: str) -> Message:
+        if not self.started:
+            self.answered = True
+            self.guard.on_refusal(status)
+            await send_refusal(self._send, status, detail)
+        return DISCONNECT
+
+
+# --- the model thread ------------------------------------------------------------------------------
 
 
 class QueueFull(RuntimeError):
@@ -126,104 +247,48 @@ class Batcher:
             pass
 
 
+# --- decoding and drawing, a few at a time ---------------------------------------------------------
+
+
+@dataclass
+class Decoded:
+    """What a request keeps of its upload: the model input, the display copy and the original size."""
+
+    tensor: torch.Tensor
+    display: Image.Image | None
+    width: int
+    height: int
+
+
+def decode_upload(source: BinaryIO | bytes, limits: Limits, channels: int, size: int, with_display: bool) -> Decoded:
+    """Check, decode and shrink one upload; the full-size image exists only inside this call."""
+    image = decode_bytes(source, limits.max_pixels, limits.max_side, UPLOAD_FORMATS)
+    try:
+        tensor, display = prepare_decoded(image, channels, size, with_display)
+        return Decoded(tensor, display, image.width, image.height)
+    finally:
+        image.close()
+
+
+class Slots:
+    """At most ``n`` image jobs at once. The semaphore is made again at each start-up, in the event
+    loop that uses it (a test client runs every start in a new loop)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self.semaphore = asyncio.Semaphore(self.n)
+
+    async def run(self, fn: Callable, *args):
+        """``fn(*args)`` in a worker thread once a slot is free; the slot is held until it returns."""
+        async with self.semaphore:
+            return await run_in_threadpool(fn, *args)
+
+
 def _b64_png(image) -> str:
     return base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
-    limits = limits or Limits()
-    batcher = Batcher(detector, limits)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        batcher.close()
-
-    app = FastAPI(
-        lifespan=lifespan,
-        title="fcdd anomaly detection",
-        description="Upload an image: anomaly score, verdict and an explanation heatmap. Model: "
-                    f"{detector.config.objective} / {detector.config.net} at {detector.image_size}x{detector.image_size}.",
-        version="1",
-    )
-    app.state.detector, app.state.batcher, app.state.limits = detector, batcher, limits
-    stats = {"requests": 0, "rejected": 0, "started": time.time()}
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        # refuse by the declared length before any of the body is read or spooled
-        length = request.headers.get("content-length")
-        if request.url.path == "/predict" and length and length.isdigit() and int(length) > limits.max_upload_bytes + 64 * 1024:
-            stats["rejected"] += 1
-            return JSONResponse({"detail": f"upload of {int(length)} bytes exceeds the limit of {limits.max_upload_bytes} bytes"},
-                                status_code=413, headers={"Connection": "close"})
-        return await call_next(request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception):
-        log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(err).__name__}"}, status_code=500)
-
-    def reject(status: int, message: str):
-        stats["rejected"] += 1
-        return HTTPException(status_code=status, detail=message)
-
-    @app.get("/health", summary="liveness, model and queue")
-    def health() -> dict:
-        return {
-            "status": "ok", "model": detector.describe(), "queue": batcher.pending, "queue_size": limits.queue_size,
-            "batches": batcher.batches, "images": batcher.images, "requests": stats["requests"], "rejected": stats["rejected"],
-            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_side": limits.max_side, "max_pixels": limits.max_pixels},
-            "uptime_s": round(time.time() - stats["started"], 1),
-        }
-
-    @app.post(
-        "/predict", summary="score one image",
-        responses={413: {"description": "upload or image dimensions too large"}, 415: {"description": "not an image type"},
-                   422: {"description": "undecodable or truncated image"}, 503: {"description": "queue full, retry later"}},
-    )
-    async def predict(
-        file: UploadFile = File(..., description="the image (PNG, JPEG, BMP, TIFF, WebP)"),
-        images: bool = Query(True, description="include the overlay and heatmap PNGs (base64)"),
-    ) -> dict:
-        stats["requests"] += 1
-        declared = (file.content_type or "").split(";")[0].strip().lower()
-        if not (declared.startswith("image/") or declared in GENERIC_TYPES):
-            raise reject(415, f"content type {declared!r} is not an image type")
-        data = await file.read(limits.max_upload_bytes + 1)
-        if len(data) > limits.max_upload_bytes:
-            raise reject(413, f"upload exceeds the limit of {limits.max_upload_bytes} bytes")
-        started = time.perf_counter()
-        try:
-            image = await run_in_threadpool(decode_bytes, data, limits.max_pixels, limits.max_side)
-        except ImageRejected as err:
-            raise reject(REJECTION_STATUS[err.reason], f"{file.filename or 'upload'}: {err}") from None
-        tensor, display = await run_in_threadpool(_prepare, detector, image, images)
-        try:
-            future = batcher.submit(tensor)
-        except QueueFull as err:
-            stats["rejected"] += 1
-            raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": "1"}) from None
-        prediction: Prediction = await asyncio.wrap_future(future)
-        body = {
-            "filename": file.filename, "width": image.width, "height": image.height, **prediction.to_dict(),
-        }
-        if images:
-            body.update(await run_in_threadpool(_pictures, detector, prediction, display))
-        body["seconds"] = round(time.perf_counter() - started, 4)
-        return body
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
-
-
-def _prepare(detector: Detector, image, with_display: bool):
-    tensor = torch.from_numpy(to_array(image, detector.in_channels, detector.image_size).copy()).float().div_(255.0)
-    return tensor, display_copy(image) if with_display else None
 
 
 def _pictures(detector: Detector, prediction: Prediction, display) -> dict:
@@ -236,13 +301,135 @@ def _pictures(detector: Detector, prediction: Prediction, display) -> dict:
     }
 
 
+# --- the app ---------------------------------------------------------------------------------------
+
+
+def public_limits(limits: Limits, detector: Detector) -> dict:
+    """The limits a client may want to know, with the formats and the memory bound."""
+    return {**asdict(limits), "formats": list(UPLOAD_FORMATS),
+            "memory_bound_bytes": memory_bound(limits, detector.in_channels, detector.image_size)}
+
+
+def public_model(detector: Detector) -> dict:
+    """``Detector.describe`` without the snapshot's location: no file-system path reaches a client."""
+    return {key: value for key, value in detector.describe().items() if key != "snapshot"}
+
+
+def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
+    limits = limits or Limits()
+    batcher = Batcher(detector, limits)
+    slots = Slots(limits.decode_slots)
+    stats = {"requests": 0, "rejected": 0, "started": time.time()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        slots.reset()
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="fcdd anomaly detection",
+        description="Upload an image: anomaly score, verdict and an explanation heatmap. Model: "
+                    f"{detector.config.objective} / {detector.config.net} at {detector.image_size}x{detector.image_size}. "
+                    f"Accepted formats: {format_names(UPLOAD_FORMATS)}.",
+        version="1",
+    )
+    app.state.detector, app.state.batcher, app.state.limits = detector, batcher, limits
+
+    def count_refusal(status: int) -> None:
+        stats["rejected"] += 1
+
+    app.add_middleware(BodyGuard, max_bytes=limits.max_upload_bytes + MULTIPART_SLACK, timeout_s=limits.read_timeout_s,
+                       on_refusal=count_refusal)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(err).__name__}"}, status_code=500)
+
+    def reject(status: int, message: str):
+        stats["rejected"] += 1
+        return HTTPException(status_code=status, detail=message)
+
+    @app.get("/health", summary="liveness, model, queue and limits")
+    def health() -> dict:
+        return {
+            "status": "ok", "model": public_model(detector), "queue": batcher.pending, "queue_size": limits.queue_size,
+            "batches": batcher.batches, "images": batcher.images, "requests": stats["requests"], "rejected": stats["rejected"],
+            "limits": public_limits(limits, detector), "uptime_s": round(time.time() - stats["started"], 1),
+        }
+
+    @app.post(
+        "/predict", summary="score one image",
+        responses={408: {"description": "the upload did not arrive in time"},
+                   413: {"description": "upload or image dimensions too large"},
+                   415: {"description": f"not an image type, or not {format_names(UPLOAD_FORMATS)}"},
+                   422: {"description": "undecodable or truncated image"}, 503: {"description": "queue full, retry later"}},
+    )
+    async def predict(
+        file: UploadFile = File(..., description=f"the image ({format_names(UPLOAD_FORMATS)})"),
+        images: bool = Query(True, description="include the overlay and heatmap PNGs (base64)"),
+    ) -> dict:
+        stats["requests"] += 1
+        declared = (file.content_type or "").split(";")[0].strip().lower()
+        if not (declared.startswith("image/") or declared in GENERIC_TYPES):
+            raise reject(415, f"content type {declared!r} is not an image type")
+        if file.size is not None and file.size > limits.max_upload_bytes:
+            raise reject(413, f"upload exceeds the limit of {limits.max_upload_bytes} bytes")
+        started = time.perf_counter()
+        try:
+            decoded = await slots.run(decode_upload, file.file, limits, detector.in_channels, detector.image_size, images)
+        except ImageRejected as err:
+            raise reject(REJECTION_STATUS[err.reason], f"{file.filename or 'upload'}: {err}") from None
+        try:
+            future = batcher.submit(decoded.tensor)
+        except QueueFull as err:
+            stats["rejected"] += 1
+            raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": "1"}) from None
+        prediction: Prediction = await asyncio.wrap_future(future)
+        body = {"filename": file.filename, "width": decoded.width, "height": decoded.height, **prediction.to_dict()}
+        if images:
+            body.update(await slots.run(_pictures, detector, prediction, decoded.display))
+        body["seconds"] = round(time.perf_counter() - started, 4)
+        return body
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+# --- the process -----------------------------------------------------------------------------------
+
+
+def return_freed_memory(threshold: int = MiB) -> bool:
+    """Have glibc map blocks from ``threshold`` bytes on by themselves, so freeing them returns the
+    memory. By default glibc raises that threshold after the first large free and then keeps such
+    blocks in per-thread arenas: decodes that ran on different threads would stay in RSS long after
+    they ended. False where the C library is not glibc (its allocator has its own policy)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", limits: Limits | None = None,
           threshold: float | None = None, pixel_threshold: float | None = None, log_level: str = "info") -> None:
     import uvicorn
 
+    limits = limits or Limits()
+    return_freed_memory()
     detector = Detector.load(run, device=device, threshold=threshold, pixel_threshold=pixel_threshold)
+    # one full batch now, so that the idle size the memory bound is stated over includes it
+    detector.forward(torch.zeros(limits.max_batch, detector.in_channels, detector.image_size, detector.image_size))
     app = create_app(detector, limits)
     print(f"fcdd serve: {detector.config.objective}/{detector.config.net} on {detector.device}; "
-          f"page http://{host}:{port}/ , API docs http://{host}:{port}/docs", flush=True)
+          f"page http://{host}:{port}/ , API docs http://{host}:{port}/docs; "
+          f"{bound_text(limits, detector.in_channels, detector.image_size)}", flush=True)
     # limit_concurrency: beyond this many open connections uvicorn answers 503 itself
-    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=256, timeout_keep_alive=5)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=limits.max_connections, timeout_keep_alive=5)

@@ -46,7 +46,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
             learner.load_checkpoint(checkpoint)
         history = learner.fit(splits.train)
         method.after_training(splits.train.images, config.eval_batch_size, device)
-        evaluation = evaluate(method, splits.test, config.eval_batch_size, device)
+        evaluation = evaluate(method, splits.test, config.eval_batch_size, device, resolution=config.eval_resolution)
         metrics = evaluation.metrics()
         metrics.update(
             train_seconds=sum(history.seconds),
@@ -57,7 +57,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
             objective=config.objective,
             notes=splits.notes,
         )
-        metrics["thresholds"] = calibrate(config, method, splits.holdout, supervision, device, evaluation)
+        metrics["thresholds"] = calibrate(config, method, splits.holdout, supervision, device, evaluation, splits.test)
         log.info(
             "image AUROC %.4f | pixel AUROC %s", metrics["image_auroc"],
             "n/a (no ground-truth maps)" if metrics["pixel_auroc"] is None else f"{metrics['pixel_auroc']:.4f}",

@@ -9,6 +9,7 @@ Both checkpoint into the run folder and resume from it.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -23,10 +24,13 @@ from fcdd.data.base import ImageSet
 from fcdd.data.supervision import Batch, Supervision
 from fcdd.data.transforms import Augment, to_float
 from fcdd.methods import Method
-from fcdd.rundir import History, read_checkpoint, write_checkpoint
-from fcdd.runtime import autocast, resolve_precision
+from fcdd.rundir import History, load_weights, read_checkpoint, write_checkpoint
+from fcdd.runtime import DivergedError, autocast, resolve_precision
 
 log = logging.getLogger("fcdd")
+
+#: steps between two looks at the running loss (each look waits for the device)
+CHECK_EVERY = 16
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -115,7 +119,10 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = read_checkpoint(path, self.device)
-        self.method.load_state_dict(state["method"])
+        if int(state["epoch"]) > self.config.epochs:  # else the run would report fewer epochs than it trained
+            raise ValueError(f"{path}: the checkpoint holds {int(state['epoch'])} finished epoch(s), more than the "
+                             f"{self.config.epochs} asked for; pass --epochs {int(state['epoch'])} or more, or another --out")
+        load_weights(self.method, state["method"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = History.from_dict(state["history"])
@@ -145,8 +152,11 @@ class Trainer:
         self._frozen_eval()
         cfg = self.config
         order = torch.randperm(len(train), generator=self.generator)
-        sums = {"loss": 0.0, "nominal": 0.0, "anomalous": 0.0}
-        counts = {"loss": 0, "nominal": 0, "anomalous": 0}
+        # loss sums (all, nominal, anomalous) and the anomalous count stay on the device, so a
+        # step never waits for it; they are read every CHECK_EVERY steps and at the end
+        sums = torch.zeros(3, dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device)
+        n_anomalous = torch.zeros((), dtype=torch.long, device=self.device)
+        n = 0
         started = time.perf_counter()
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         if len(batches) > 1 and len(batches[-1]) < 2:
@@ -159,50 +169,61 @@ class Trainer:
             source = prefetch(source)
         bar = tqdm(source, total=len(batches),
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
-        for batch in bar:
+        for step, batch in enumerate(bar, 1):
             with autocast(self.device, self.precision):
                 losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps).float()
-            loss = losses.mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} in epoch {self.epoch + 1}; lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(losses.mean()).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             with torch.no_grad():
-                anomalous = batch.labels.bool()
-                sums["loss"] += float(losses.sum())
-                counts["loss"] += len(losses)
-                sums["nominal"] += float(losses[~anomalous].sum())
-                counts["nominal"] += int((~anomalous).sum())
-                sums["anomalous"] += float(losses[anomalous].sum())
-                counts["anomalous"] += int(anomalous.sum())
-            bar.set_postfix(loss=f"{sums['loss'] / max(counts['loss'], 1):.4f}")
+                anomalous = batch.labels.to(losses.device).bool()
+                sums += torch.stack([losses.sum(), torch.where(anomalous, 0.0, losses).sum(), torch.where(anomalous, losses, 0.0).sum()])
+                n_anomalous += anomalous.sum()
+                n += len(losses)
+            if step % CHECK_EVERY == 0:
+                bar.set_postfix(loss=f"{self._finite_loss(float(sums[0]) / n):.4f}")
         seconds = time.perf_counter() - started
+        total, nominal, anomalous_sum = sums.tolist()
+        counts = (n, n - int(n_anomalous), int(n_anomalous))
+        self._finite_loss(total / n if n else 0.0)
         h = self.history
         h.lr.append(self.optimizer.param_groups[0]["lr"])
-        for key in ("loss", "nominal", "anomalous"):
-            getattr(h, key).append(sums[key] / counts[key] if counts[key] else float("nan"))
+        for key, value, count in zip(("loss", "nominal", "anomalous"), (total, nominal, anomalous_sum), counts, strict=True):
+            getattr(h, key).append(value / count if count else float("nan"))
         h.seconds.append(seconds)
-        h.images_per_second.append(counts["loss"] / seconds if seconds else 0.0)
+        h.images_per_second.append(n / seconds if seconds else 0.0)
         self.scheduler.step()
         self.epoch += 1
+
+    def _finite_loss(self, loss: float) -> float:
+        """``loss`` when finite; else the run stops here, before this epoch is checkpointed or
+        evaluated, with what to change (any non-finite step makes the running mean non-finite)."""
+        if math.isfinite(loss):
+            return loss
+        cfg = self.config
+        advice = f"lower --lr (now {cfg.lr:g} with {cfg.optimizer})"
+        if self.precision is not None:
+            advice += f" or train with --precision fp32 (now {cfg.precision})"
+        raise DivergedError(f"training diverged in epoch {self.epoch + 1} of {cfg.epochs}: the loss became {loss}; {advice}")
 
     def fit(self, train: ImageSet) -> History:
         if len(train) == 0:
             raise ValueError("no training images")
         progress = tqdm(total=self.config.epochs, initial=self.epoch, desc="training", unit="epoch")
-        while self.epoch < self.config.epochs:
-            self.train_epoch(train)
-            self.save_checkpoint()
-            h = self.history
-            progress.update(1)
-            progress.set_postfix(loss=f"{h.loss[-1]:.4f}", img_s=f"{h.images_per_second[-1]:.1f}")
-            log.debug(
-                "epoch %d loss %.5f nominal %.5f anomalous %.5f (%.1f img/s)",
-                self.epoch, h.loss[-1], h.nominal[-1], h.anomalous[-1], h.images_per_second[-1],
-            )
-        progress.close()
+        try:
+            while self.epoch < self.config.epochs:
+                self.train_epoch(train)
+                self.save_checkpoint()
+                h = self.history
+                progress.update(1)
+                progress.set_postfix(loss=f"{h.loss[-1]:.4f}", img_s=f"{h.images_per_second[-1]:.1f}")
+                log.debug(
+                    "epoch %d loss %.5f nominal %.5f anomalous %.5f (%.1f img/s)",
+                    self.epoch, h.loss[-1], h.nominal[-1], h.anomalous[-1], h.images_per_second[-1],
+                )
+        finally:
+            progress.close()
         return self.history
 
 
@@ -238,7 +259,7 @@ class SinglePassFit:
         self.history = History.from_dict(state["history"])
         self.fit_state = state.get("fit_state")
         if self.epoch:
-            self.method.load_state_dict(state["method"])
+            load_weights(self.method, state["method"], path)
             log.info("resumed from %s: fitted before", path)
         else:
             log.info("resumed from %s: continuing an interrupted fit", path)
