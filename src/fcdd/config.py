@@ -45,8 +45,8 @@ class Bounds:
     def __str__(self) -> str:
         low, high = (self.ge if self.gt is None else self.gt), (self.le if self.lt is None else self.lt)
         return (
-            ("[" if self.gt is None and low is not None else "(") + ("-inf" if low is None else f"{low:g}") + ", "
-            + ("inf" if high is None else f"{high:g}") + ("]" if self.lt is None and high is not None else ")")
+            ("[" if self.gt is None and low is not None else "(") + ("-inf" if low is None else _number(low)) + ", "
+            + ("inf" if high is None else _number(high)) + ("]" if self.lt is None and high is not None else ")")
         )
 
     def contains(self, value: float) -> bool:
@@ -60,6 +60,10 @@ class Bounds:
         for item in value if isinstance(value, list) else [value]:
             if item is not None and not self.contains(item):
                 raise ValueError(f"{name} must lie in {self}, got {item!r}")
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def option(

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fcdd.data.base import ImageSet, open_image
+from fcdd.data.base import ImageSet, binary_mask, open_image
 from fcdd.data.transforms import to_float
 from fcdd.methods.base import Method
 from fcdd.metrics import StreamingPixelCurves, aupro, auroc, average_precision, f1_max, roc_curve
@@ -169,8 +169,7 @@ class NativeMaps:
             return self.test.maps[i, 0] > 0
         if path is None:
             return torch.zeros(size, dtype=torch.bool)
-        values = np.asarray(open_image(Path(path)).convert("L"))
-        return torch.from_numpy(values > 127 if values.max() > 1 else values > 0)
+        return torch.from_numpy(binary_mask(open_image(Path(path))))
 
     def heatmaps_view(self) -> _Lazy:
         return _Lazy(len(self), lambda i: self.heatmap(i).numpy())

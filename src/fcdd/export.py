@@ -52,6 +52,8 @@ from fcdd.io import atomic_write_bytes, atomic_write_json, temp_prefix
 
 FORMATS = ("onnx", "pt2", "openvino", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "openvino": ".xml", "torchscript": ".torchscript.pt"}
+#: file endings the loaders insist on (OpenVINO writes its weights beside the .xml as .bin)
+NEEDS_SUFFIX = {"pt2": ".pt2", "openvino": ".xml"}
 #: format -> (the extra that installs it, the modules it needs)
 REQUIRES = {
     "onnx": ("export", ("onnx", "onnxscript", "onnxruntime")),
@@ -110,10 +112,14 @@ def check_exportable(detector: Detector) -> None:
         )
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def check_requirements(fmt: str) -> None:
     """Fail before any work when the format's optional packages are missing, naming the extra."""
     extra, modules = REQUIRES[fmt]
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    missing = [name for name in modules if not _installed(name)]
     if missing:
         raise ExportError(f"--format {fmt} needs {', '.join(missing)}: pip install 'fcdd[{extra}]'")
 
@@ -193,8 +199,8 @@ def _onnx(model: nn.Module, example: torch.Tensor, meta: dict) -> bytes:
     return proto.SerializeToString()
 
 
-def _pt2(model: nn.Module, example: torch.Tensor, meta: dict) -> bytes:
-    named = NamedExportModel(model.method if isinstance(model, ExportModel) else model).eval()
+def _pt2(model: ExportModel, example: torch.Tensor, meta: dict) -> bytes:
+    named = NamedExportModel(model.method).eval()
     with _exporter_notices():
         program = torch.export.export(named, (example,), dynamic_shapes=_dynamic_batch())
     buffer = io.BytesIO()
@@ -326,8 +332,8 @@ def export(run_or_snapshot: str | Path, fmt: str, out: str | Path | None = None,
     detector = Detector.load(run_or_snapshot, device="cpu")
     check_exportable(detector)
     out = Path(out) if out else Path(detector.snapshot["path"]).parent / f"model{SUFFIXES[fmt]}"
-    if fmt == "openvino" and out.suffix != ".xml":
-        raise ExportError(f"--out for openvino must end in .xml (its weights go beside it as .bin), got {out}")
+    if fmt in NEEDS_SUFFIX and out.suffix != NEEDS_SUFFIX[fmt]:
+        raise ExportError(f"--out for {fmt} must end in {NEEDS_SUFFIX[fmt]} (what its loader accepts), got {out}")
     meta = metadata(detector, fmt)
     model = ExportModel(detector.method)  # every writer puts it in eval mode
     example = torch.rand(2, detector.in_channels, detector.image_size, detector.image_size,

@@ -16,9 +16,14 @@ import torch
 
 
 def auroc(scores, labels) -> float:
-    """Area under the ROC curve; ties count one half. NaN when only one class is present."""
+    """Area under the ROC curve; ties count one half. NaN when only one class is present;
+    ValueError on NaN scores (a diverged model) or scores and labels of different lengths."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel().astype(bool)
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN; the model diverged")
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fcdd.data.base import IMAGE_SUFFIXES, DataError, to_array
+from fcdd.data.base import HIGH_BIT_MODES, IMAGE_SUFFIXES, DataError, full_scale, scale_high_bit, to_array
 
 #: longest side of the copy kept for overlays (the heatmap is upsampled to it)
 DISPLAY_SIDE = 512
@@ -46,9 +46,7 @@ MAX_UPLOAD_PIXELS = 4096 * 4096
 #: decoded size of a file given to ``predict`` / ``Detector``: PIL's own warning level
 #: (``Image.MAX_IMAGE_PIXELS``), enforced from the header with an error naming the file
 MAX_FILE_PIXELS = 89_478_485
-#: modes ``to_array`` min-max scales to 8 bits (16 / 32-bit integers, float)
-WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
-#: pixels of one band of rows when a wide image is scaled to 8 bits (bounds the float64 copies)
+#: pixels of one band of rows when an image of more than 8 bits is scaled to 8 (bounds float64 copies)
 BAND_PIXELS = 1 << 20
 
 
@@ -66,7 +64,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
         arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
     elif arr.dtype != np.uint8:
         if arr.ndim == 2 and (arr.min() < 0 or arr.max() > 255):
-            # wide grey values (16-bit sensors): the same min-max scaling as 16-bit files get
+            # wide grey values (16-bit sensors): scaled to 8 bits as 16-bit files are (``to_array``)
             return Image.fromarray(arr.astype(np.int32))  # mode "I"
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(arr))
@@ -215,27 +213,18 @@ def open_file(path: Path, max_pixels: int = MAX_FILE_PIXELS) -> Image.Image:
 
 
 def to_8bit(image: Image.Image) -> Image.Image:
-    """A wide grey image (``WIDE_MODES``) min-max scaled to mode L exactly as ``to_array`` scales it,
-    a band of rows at a time so that its float64 copies stay small; other images as they are."""
-    if image.mode not in WIDE_MODES:
+    """A grey image of more than 8 bits as mode L, scaled exactly as ``to_array`` scales it
+    (``scale_high_bit``, value by value), a band of rows at a time so that its float64 copies
+    stay small; other images as they are."""
+    if image.mode not in HIGH_BIT_MODES:
         return image
     width, height = image.size
     rows = max(1, BAND_PIXELS // max(1, width))
-    bands = [(top, min(height, top + rows)) for top in range(0, height, rows)]
-
-    def band(top: int, bottom: int) -> np.ndarray:
-        return np.asarray(image.crop((0, top, width, bottom)), dtype=np.float64)
-
-    lows, highs = [], []
-    for top, bottom in bands:
-        values = band(top, bottom)
-        lows.append(values.min())
-        highs.append(values.max())
-    low, high = np.min(lows), np.max(highs)  # np.min keeps a NaN, as the whole-array min does
-    span = high - low
+    if rows >= height or full_scale(image.crop((0, 0, width, 1))) != full_scale(image):
+        return Image.fromarray(scale_high_bit(image))  # one band, or a scale only the whole file knows
     out = np.empty((height, width), dtype=np.uint8)
-    for top, bottom in bands:
-        out[top:bottom] = ((band(top, bottom) - low) / (span or 1) * 255).astype(np.uint8)
+    for top in range(0, height, rows):
+        out[top : top + rows] = scale_high_bit(image.crop((0, top, width, min(height, top + rows))))
     return Image.fromarray(out)
 
 
@@ -285,8 +274,8 @@ def _load(item, channels: int, size: int, keep_display: bool) -> tuple[torch.Ten
 
 
 def prepare_decoded(image: Image.Image, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
-    """The model's float input and (optionally) the display copy of a decoded image; a wide image
-    is scaled to 8 bits once, band by band, for both."""
+    """The model's float input and (optionally) the display copy of a decoded image; an image of
+    more than 8 bits is scaled to 8 once, band by band, for both."""
     image = to_8bit(image)
     return _to_tensor(to_array(image, channels, size)), display_copy(image) if keep_display else None
 

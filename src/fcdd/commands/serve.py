@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fcdd.commands.base import command
+from fcdd.commands.base import add_trust_flag, command
 from fcdd.preprocess import MAX_UPLOAD_PIXELS, UPLOAD_FORMATS, format_names
 from fcdd.serve import Limits, bound_text
 
@@ -38,6 +38,7 @@ def _arguments(p) -> None:
     p.add_argument("--queue", type=int, default=DEFAULTS.queue_size, help=f"requests that may wait for the model before 503 (default: {DEFAULTS.queue_size})")
     p.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch, help=f"requests run together in one forward pass (default: {DEFAULTS.max_batch})")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_trust_flag(p)
 
 
 def limits_from_args(args) -> Limits:

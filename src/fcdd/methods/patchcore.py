@@ -101,16 +101,21 @@ class PatchCore(Method):
         return self._search
 
     # --- scoring --------------------------------------------------------------------------------
+    @staticmethod
+    def _capturing() -> bool:
+        """Whether an exporter is recording the graph (then the search must be plain tensor ops)."""
+        return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
     def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance to and index of each query's nearest bank feature."""
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if self._capturing():
             return graph_nearest(queries, self.bank)
         distances, index = self.search().search(queries, k=1)
         return distances[:, 0].to(queries.device), index[:, 0].to(queries.device)
 
     def bank_neighbours(self, rows: torch.Tensor, k: int) -> torch.Tensor:
         """Indices of the ``k`` bank features nearest to bank rows ``rows`` (themselves first)."""
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if self._capturing():
             return torch.topk(squared_distances(self.bank[rows], self.bank), k, dim=1, largest=False).indices
         return self.search().search(self.bank[rows.to(self.bank.device)], k=k)[1].to(rows.device)
 

@@ -5,11 +5,12 @@ Here, without FastAPI: the service's ``Limits`` and the memory bound they give
 (``memory_bound``), so that ``fcdd serve --help`` can state it. Above the idle process (model
 loaded, one full batch run) the server holds at most
 
-    decode_slots x max(max_pixels x 20 B, 32 MiB)        images being decoded or drawn
-    + max_connections x 3 MiB                             uploads arriving, answers leaving
-    + (queue + max_batch + decode_slots) x (input + 1 MiB) decoded requests waiting for the model
+    decode_slots x (max(max_pixels x 20 B, 32 MiB) + max_upload_bytes)  images decoded or drawn
+    + max_connections x 3 MiB                                           uploads arriving, answers leaving
+    + (queue + max_batch + decode_slots) x (input + 1 MiB)              requests waiting for the model
 
-With the defaults (2 slots, 16.8 MP, 64 connections, queue 32, batch 8) that is about 0.9 GiB.
+With the defaults (2 slots, 16.8 MP, 20 MiB uploads, 64 connections, queue 32, batch 8) that is
+about 0.9 GiB.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class Limits:
 
 def memory_bound(limits: Limits, channels: int = 3, image_size: int = 224) -> int:
     """Bytes the server may hold above its idle size under any mix of requests (see above)."""
-    decoding = limits.decode_slots * max(limits.max_pixels * BYTES_PER_PIXEL, RENDER_BYTES)
+    # a decoder may also hold the whole upload (WebP reads its file into memory)
+    decoding = limits.decode_slots * (max(limits.max_pixels * BYTES_PER_PIXEL, RENDER_BYTES) + limits.max_upload_bytes)
     connections = limits.max_connections * CONNECTION_BYTES
     tensor = channels * image_size * image_size * 4
     waiting = (limits.queue_size + limits.max_batch + limits.decode_slots) * (tensor + DISPLAY_BYTES)
@@ -61,6 +63,6 @@ def memory_bound(limits: Limits, channels: int = 3, image_size: int = 224) -> in
 def bound_text(limits: Limits, channels: int = 3, image_size: int = 224) -> str:
     """The bound as one sentence with its terms, for ``--help`` and the start-up line."""
     return (f"memory above the idle server stays under {memory_bound(limits, channels, image_size) / MiB:,.0f} MiB: "
-            f"decode slots ({limits.decode_slots}) x max(max pixels ({limits.max_pixels:,}) x {BYTES_PER_PIXEL} B, "
-            f"{RENDER_BYTES // MiB} MiB) + connections ({limits.max_connections}) x {CONNECTION_BYTES // MiB} MiB + "
+            f"decode slots ({limits.decode_slots}) x (max(max pixels ({limits.max_pixels:,}) x {BYTES_PER_PIXEL} B, "
+            f"{RENDER_BYTES // MiB} MiB) + max upload) + connections ({limits.max_connections}) x {CONNECTION_BYTES // MiB} MiB + "
             f"(queue {limits.queue_size} + batch {limits.max_batch} + slots) x (input + {DISPLAY_BYTES / MiB:.0f} MiB)")

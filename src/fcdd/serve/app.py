@@ -15,31 +15,35 @@ Uploads are untrusted, so every limit holds while the request is still arriving:
   bytes, and of an image (or unknown) content type, else 415; no other PIL plugin sees the data;
 - its dimensions, read from the header before decoding, must be within ``max_side`` and
   ``max_pixels`` (413); it must decode completely (422);
-- at most ``decode_slots`` images are decoded or overlays drawn at once (a semaphore).
+- at most ``decode_slots`` images are decoded or overlays drawn at once, on a pool of that many
+  threads (so their large buffers also come from, and go back to, only those threads' malloc
+  arenas: RSS cannot keep one decode's worth per thread that ever decoded).
 
 Memory bound (``fcdd.serve.memory_bound``): above the idle process (model loaded, one full batch
-run) the server holds at most ``decode_slots x max(max_pixels x 20 B, 32 MiB)`` for decoding and
-drawing, ``+ max_connections x 3 MiB`` for uploads arriving (in memory up to 1 MiB each, larger
-ones are spooled to disk) and answers leaving, ``+ (queue_size + max_batch + decode_slots) x
-(input tensor + 1 MiB display copy)`` for decoded requests waiting for the model; with the
-defaults (2 slots, 16.8 MP, 64 connections, queue 32, batch 8) about 0.9 GiB. ``serve`` also has
-glibc hand large freed blocks back at once, so that images freed on one thread are not kept in
-its arena while another thread allocates afresh (RSS would otherwise keep every thread's peak).
+run) the server holds at most
+
+- ``decode_slots x (max(max_pixels x 20 B, 32 MiB) + max_upload_bytes)`` for decoding and drawing,
+- ``+ max_connections x 3 MiB`` for uploads arriving (in memory up to 1 MiB each, larger ones are
+  spooled to disk) and answers leaving,
+- ``+ (queue_size + max_batch + decode_slots) x (input tensor + 1 MiB display copy)`` for decoded
+  requests waiting for the model;
+
+with the defaults (2 slots, 16.8 MP, 20 MiB uploads, 64 connections, queue 32, batch 8) about
+0.9 GiB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import ctypes
+import functools
 import json
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +51,6 @@ from typing import Any, BinaryIO
 
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -55,7 +58,7 @@ from PIL import Image
 from fcdd.detector import Detector, Prediction
 from fcdd.overlay import colour_scale, coloured, png_bytes, render_overlay
 from fcdd.preprocess import UPLOAD_FORMATS, ImageRejected, decode_bytes, format_names, prepare_decoded
-from fcdd.serve import Limits, MiB, bound_text, memory_bound
+from fcdd.serve import Limits, bound_text, memory_bound
 
 log = logging.getLogger("fcdd.serve")
 
@@ -66,8 +69,6 @@ GENERIC_TYPES = ("", "application/octet-stream")
 REJECTION_STATUS = {"empty": 422, "unknown_format": 415, "too_large": 413, "corrupt": 422}
 #: multipart framing allowed on top of ``max_upload_bytes`` (boundary, part headers, other fields)
 MULTIPART_SLACK = 64 * 1024
-#: glibc's ``mallopt`` parameter: blocks from this size on are mapped alone and unmapped when freed
-M_MMAP_THRESHOLD = -3
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -270,21 +271,26 @@ def decode_upload(source: BinaryIO | bytes, limits: Limits, channels: int, size:
         image.close()
 
 
-class Slots:
-    """At most ``n`` image jobs at once. The semaphore is made again at each start-up, in the event
-    loop that uses it (a test client runs every start in a new loop)."""
+class ImageWorkers:
+    """A pool of ``n`` threads for decoding and drawing. It bounds the images in memory at once, and
+    their large buffers are allocated and freed in those threads' malloc arenas only, so memory
+    freed after one decode is reused by the next instead of being kept per thread. A new pool is
+    made at each start-up (a test client may start the app more than once)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.reset()
-
-    def reset(self) -> None:
-        self.semaphore = asyncio.Semaphore(self.n)
+        self.pool: ThreadPoolExecutor | None = None
 
     async def run(self, fn: Callable, *args):
-        """``fn(*args)`` in a worker thread once a slot is free; the slot is held until it returns."""
-        async with self.semaphore:
-            return await run_in_threadpool(fn, *args)
+        """``fn(*args)`` on the pool, waiting for a free thread."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=self.n, thread_name_prefix="fcdd-image")
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
 
 
 def _b64_png(image) -> str:
@@ -318,13 +324,13 @@ def public_model(detector: Detector) -> dict:
 def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     batcher = Batcher(detector, limits)
-    slots = Slots(limits.decode_slots)
+    workers = ImageWorkers(limits.decode_slots)
     stats = {"requests": 0, "rejected": 0, "started": time.time()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        slots.reset()
         yield
+        workers.close()
         batcher.close()
 
     app = FastAPI(
@@ -379,7 +385,7 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
             raise reject(413, f"upload exceeds the limit of {limits.max_upload_bytes} bytes")
         started = time.perf_counter()
         try:
-            decoded = await slots.run(decode_upload, file.file, limits, detector.in_channels, detector.image_size, images)
+            decoded = await workers.run(decode_upload, file.file, limits, detector.in_channels, detector.image_size, images)
         except ImageRejected as err:
             raise reject(REJECTION_STATUS[err.reason], f"{file.filename or 'upload'}: {err}") from None
         try:
@@ -390,7 +396,7 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
         prediction: Prediction = await asyncio.wrap_future(future)
         body = {"filename": file.filename, "width": decoded.width, "height": decoded.height, **prediction.to_dict()}
         if images:
-            body.update(await slots.run(_pictures, detector, prediction, decoded.display))
+            body.update(await workers.run(_pictures, detector, prediction, decoded.display))
         body["seconds"] = round(time.perf_counter() - started, 4)
         return body
 
@@ -405,25 +411,11 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
 # --- the process -----------------------------------------------------------------------------------
 
 
-def return_freed_memory(threshold: int = MiB) -> bool:
-    """Have glibc map blocks from ``threshold`` bytes on by themselves, so freeing them returns the
-    memory. By default glibc raises that threshold after the first large free and then keeps such
-    blocks in per-thread arenas: decodes that ran on different threads would stay in RSS long after
-    they ended. False where the C library is not glibc (its allocator has its own policy)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
-
-
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", limits: Limits | None = None,
           threshold: float | None = None, pixel_threshold: float | None = None, log_level: str = "info") -> None:
     import uvicorn
 
     limits = limits or Limits()
-    return_freed_memory()
     detector = Detector.load(run, device=device, threshold=threshold, pixel_threshold=pixel_threshold)
     # one full batch now, so that the idle size the memory bound is stated over includes it
     detector.forward(torch.zeros(limits.max_batch, detector.in_channels, detector.image_size, detector.image_size))
