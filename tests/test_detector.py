@@ -62,7 +62,8 @@ def test_grey_and_wide_inputs_follow_pil_conversion():
     torch.testing.assert_close(prepare_one(np.asarray(rgb), 1, 16), expected)
     wide = np.linspace(0, 4000, 16 * 16).reshape(16, 16).astype(np.uint16)
     grey = prepare_one(wide, 1, 16)
-    assert float(grey.min()) == 0.0 and float(grey.max()) == 1.0  # min-max scaled as 16-bit files are
+    # scaled by the bit depth as 16-bit training files are, not stretched per image (brightness survives)
+    assert float(grey.min()) == 0.0 and float(grey.max()) == pytest.approx(4000 / 65535, abs=1 / 255)
     with pytest.raises(DataError, match="shape"):
         prepare_one(np.zeros((2, 3, 4, 5)), 3, 16)
     with pytest.raises(TypeError, match="dict"):

@@ -66,13 +66,28 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
+#: the option groups of ``--help``, in order, with what each holds; every field names one
+GROUPS = {
+    "data": "where the images come from and how they are prepared",
+    "network": "the fully convolutional net of fcdd / hsc (ae / attention-ae choose theirs with --arch)",
+    "objective": "the method: fcdd, hsc, ae, attention-ae or patchcore (see `fcdd list`)",
+    "objective: fcdd / hsc": "the anomalies FCDD and HSC train on (methods that fit nominal images alone ignore these)",
+    "objective: ae / attention-ae": "the autoencoder baselines: encoder-decoder, reconstruction loss, attention maps",
+    "objective: patchcore": "the memory bank of nominal patch features",
+    "training": "optimiser, schedule, seed and hardware",
+    "evaluation": "heatmaps, image scores, metrics and verdict calibration",
+    "output": "the run folder",
+}
+
+
 def option(
-    default: Any, help: str, choices: tuple | None = None, *,
+    default: Any, help: str, choices: tuple | None = None, *, group: str | None = None,
     ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None, **kwargs: Any,
 ) -> Any:
-    """A ``Config`` field: default, help text, allowed ``choices`` or numeric bounds (``ge`` ...)."""
+    """A ``Config`` field: default, help text, allowed ``choices`` or numeric bounds (``ge`` ...),
+    and the ``group`` of ``GROUPS`` it is listed under in ``--help``."""
     bounds = Bounds(ge, gt, le, lt) if (ge, gt, le, lt) != (None, None, None, None) else None
-    metadata = {"help": help, "choices": choices, "bounds": bounds}
+    metadata = {"help": help, "choices": choices, "bounds": bounds, "group": group}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -81,77 +96,77 @@ def option(
 @dataclass
 class Config:
     # data
-    data: str | None = option(None, "data root: an MVTec-style category folder, a folder of categories, or a reader's directory")
-    dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)")
-    category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets")
-    image_size: int = option(224, "side of the square network input; images and masks are resized to it", ge=MIN_IMAGE_SIZE, le=4096)
-    channels: int = option(0, "1 grey, 3 colour, 0 decide from the images", ge=0, le=3)
-    augment_flip: str = option("h", "random flips during training: none, h, v or hv", ("none", "h", "v", "hv"))
-    augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side", ge=0, le=0.5)
-    augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)", ge=0, le=1)
-    standardise_images: bool = option(False, "FCDD / HSC nets: standardise every image to a fixed mean and spread before the net (removes exposure differences between photos)")
-    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training", ge=0, le=1)
-    ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders")
-    preset: str | None = option(None, "apply a data-set preset's settings before the other options")
-    datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)")
-    download: bool = option(False, "download a torchvision-style data set into --datadir when online")
+    data: str | None = option(None, "data root: an MVTec-style category folder, a folder of categories, or a reader's directory", group="data")
+    dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)", group="data")
+    category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets", group="data")
+    image_size: int = option(224, "side of the square network input; images and masks are resized to it", ge=MIN_IMAGE_SIZE, le=4096, group="data")
+    channels: int = option(0, "1 grey, 3 colour, 0 decide from the images", ge=0, le=3, group="data")
+    augment_flip: str = option("h", "random flips during training (h horizontal, v vertical)", ("none", "h", "v", "hv"), group="data")
+    augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side", ge=0, le=0.5, group="data")
+    augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)", ge=0, le=1, group="data")
+    standardise_images: bool = option(False, "FCDD / HSC nets: standardise every image to a fixed mean and spread before the net (removes exposure differences between photos)", group="data")
+    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training", ge=0, le=1, group="data")
+    ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders", group="data")
+    preset: str | None = option(None, "apply a data-set preset's settings before the other options", group="data")
+    datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)", group="data")
+    download: bool = option(False, "download a torchvision-style data set into --datadir when online", group="data")
     # network
-    net: str = option("vgg11", "network (see `fcdd list`)")
-    width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)", gt=0, le=16)
-    pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path")
+    net: str = option("vgg11", "network (see `fcdd list`)", group="network")
+    width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)", gt=0, le=16, group="network")
+    pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path", group="network")
     # objective
-    objective: str = option("fcdd", "training objective (see `fcdd list`)")
-    supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd list`)")
-    noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd list`)")
-    noise_mix: list[str] = option(["confetti", "cutpaste_scar"], "noise modes that --noise-mode mix draws from, one per anomalous image (comma separated)")
-    noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes")
-    anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies", ge=0, le=1)
-    oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)", ge=1)
-    arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd list`); default ae (depth by image size) for ae, vae for attention-ae")
-    loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"))
-    ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss")
-    layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage")
-    attention_activation: str = option("abs", "attention-ae: keep positive evidence (relu, as Grad-CAM) or evidence either way (abs; measured better on the synthetic set)", ("relu", "abs"))
-    attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map")
+    objective: str = option("fcdd", "training objective (see `fcdd list`)", group="objective")
+    supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd list`)", group="objective: fcdd / hsc")
+    noise_mode: str = option("confetti", "synthetic anomaly / outlier source (see `fcdd list`)", group="objective: fcdd / hsc")
+    noise_mix: list[str] = option(["confetti", "cutpaste_scar"], "noise modes that --noise-mode mix draws from, one per anomalous image (comma separated)", group="objective: fcdd / hsc")
+    noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes", group="objective: fcdd / hsc")
+    anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies", ge=0, le=1, group="objective: fcdd / hsc")
+    oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)", ge=1, group="objective: fcdd / hsc")
+    arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd list`); default ae (depth by image size) for ae, vae for attention-ae", group="objective: ae / attention-ae")
+    loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"), group="objective: ae / attention-ae")
+    ssim: bool = option(False, "ae / attention-ae: add a structural-similarity loss (1 - SSIM, Gaussian window) to the reconstruction loss", group="objective: ae / attention-ae")
+    layer: str | None = option(None, "attention-ae: module whose activations give the attention map (see `fcdd layers`); default: the last encoder stage", group="objective: ae / attention-ae")
+    attention_activation: str = option("abs", "attention-ae: keep positive evidence (relu, as Grad-CAM) or evidence either way (abs; measured better on the synthetic set)", ("relu", "abs"), group="objective: ae / attention-ae")
+    attention_difference: bool = option(False, "attention-ae: subtract the mean attention of the nominal training images from each map", group="objective: ae / attention-ae")
     # memory bank (patchcore)
-    backbone: str = option("efficientnet_lite0", "patchcore: frozen ImageNet backbone of the patch features (efficientnet_lite0, mobilenetv2, vgg11)")
-    feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)", ge=0)
-    patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)", ge=1)
-    coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)", gt=0, le=1)
-    coreset_projection: int | None = option(32, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own; 32 chose the same quality as 128 in a tenth of the time on mvtec_bottle_256)", ge=1)
-    knn_backend: str = option("auto", "patchcore: nearest-neighbour search (auto: faiss for large banks when installed, else torch)", ("auto", "torch", "faiss"))
-    patchcore_score: str = option("reweighted", "patchcore: image score, the paper's re-weighted maximum patch distance or the plain maximum", ("reweighted", "max"))
-    neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score", ge=1)
+    backbone: str = option("efficientnet_lite0", "patchcore: frozen ImageNet backbone of the patch features (efficientnet_lite0, mobilenetv2, vgg11)", group="objective: patchcore")
+    feature_layers: list[int] = option([], "patchcore: backbone blocks whose maps form the patch features (default: the backbone's last stride-8 and stride-16 blocks)", ge=0, group="objective: patchcore")
+    patch_dim: int | None = option(None, "patchcore: pool the patch features to this many channels (default: keep all)", ge=1, group="objective: patchcore")
+    coreset: float = option(0.1, "patchcore: fraction of the nominal patch features kept in the memory bank (greedy k-centre coreset; 1 keeps all)", gt=0, le=1, group="objective: patchcore")
+    coreset_projection: int | None = option(32, "patchcore: dimensions of the random projection the coreset selection measures distances in (none: the features' own; 32 chose the same quality as 128 in a tenth of the time on mvtec_bottle_256)", ge=1, group="objective: patchcore")
+    knn_backend: str = option("auto", "patchcore: nearest-neighbour search (auto: faiss for large banks when installed, else torch)", ("auto", "torch", "faiss"), group="objective: patchcore")
+    patchcore_score: str = option("reweighted", "patchcore: image score, the paper's re-weighted maximum patch distance or the plain maximum", ("reweighted", "max"), group="objective: patchcore")
+    neighbourhood: int = option(9, "patchcore: bank neighbours of the nearest feature used to re-weight the image score", ge=1, group="objective: patchcore")
     # training
-    epochs: int = option(200, "training epochs", ge=0)
-    batch_size: int = option(16, "training batch size", ge=2)
-    optimizer: str = option("adam", "optimiser", ("adam", "sgd"))
-    lr: float = option(1e-3, "learning rate", gt=0, le=10)
-    weight_decay: float = option(1e-6, "weight decay", ge=0, le=1)
-    momentum: float = option(0.9, "SGD momentum", gt=0, lt=1)
-    milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)", ge=1)
-    lr_gamma: float = option(0.1, "learning-rate factor at each milestone", gt=0, le=1)
-    seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)", ge=0, le=MAX_SEED)
-    device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
-    threads: int = option(0, "CPU threads for torch (0 = torch's default)", ge=0, le=1024)
-    precision: str = option("auto", "training arithmetic: autocast to bf16 / fp16 or plain fp32; auto = bf16 on CPUs with bf16 instructions and on CUDA GPUs that have it, else fp16 on CUDA, else fp32 (evaluation stays fp32)", ("auto", "fp32", "bf16", "fp16"))
-    channels_last: bool = option(True, "keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs; same results)")
+    epochs: int = option(200, "training epochs", ge=0, group="training")
+    batch_size: int = option(16, "training batch size", ge=2, group="training")
+    optimizer: str = option("adam", "optimiser", ("adam", "sgd"), group="training")
+    lr: float = option(1e-3, "learning rate", gt=0, le=10, group="training")
+    weight_decay: float = option(1e-6, "weight decay", ge=0, le=1, group="training")
+    momentum: float = option(0.9, "SGD momentum", gt=0, lt=1, group="training")
+    milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)", ge=1, group="training")
+    lr_gamma: float = option(0.1, "learning-rate factor at each milestone", gt=0, le=1, group="training")
+    seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)", ge=0, le=MAX_SEED, group="training")
+    device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...", group="training")
+    threads: int = option(0, "CPU threads for torch (0 = torch's default)", ge=0, le=1024, group="training")
+    precision: str = option("auto", "training arithmetic: autocast to bf16 / fp16 or plain fp32; auto = bf16 on CPUs with bf16 instructions and on CUDA GPUs that have it, else fp16 on CUDA, else fp32 (evaluation stays fp32)", ("auto", "fp32", "bf16", "fp16"), group="training")
+    channels_last: bool = option(True, "keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs; same results)", group="training")
     # heatmaps and evaluation
-    upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"))
-    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)", gt=0)
-    image_score: str = option("mean", "FCDD image score: mean of the output map (paper), max of the heatmap, or mean of its top 1 %", ("mean", "max", "top1"))
-    blur_heatmaps: float | None = option(None, "std of a Gaussian blur applied to gradient / reconstruction / patch-distance heatmaps (default: the method's own; 0 for gradient and reconstruction maps, 4 for patchcore)", ge=0)
-    eval_batch_size: int = option(32, "batch size for evaluation and prediction", ge=1)
-    gallery_size: int = option(8, "images per row group in heatmap galleries", ge=1)
-    overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html (0..1)", ge=0, le=1)
-    holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds", ge=0, lt=1)
-    target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1", ge=0, lt=1)
-    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged", ge=0, lt=1)
-    eval_resolution: str = option("input", "pixel metrics at the network's input size (anomalib's protocol) or at each mask's own resolution (the FCDD paper's)", ("input", "native"))
+    upsample: str = option("gaussian", "how output maps become heatmaps", ("gaussian", "bilinear"), group="evaluation")
+    gauss_std: float | None = option(None, "std of the Gaussian upsampling kernel (default: the net's own, a quarter of its receptive field for most)", gt=0, group="evaluation")
+    image_score: str = option("mean", "FCDD image score: mean of the output map (paper), max of the heatmap, or mean of its top 1 %", ("mean", "max", "top1"), group="evaluation")
+    blur_heatmaps: float | None = option(None, "std of a Gaussian blur applied to gradient / reconstruction / patch-distance heatmaps (default: the method's own; 0 for gradient and reconstruction maps, 4 for patchcore)", ge=0, group="evaluation")
+    eval_batch_size: int = option(32, "batch size for evaluation and prediction", ge=1, group="evaluation")
+    gallery_size: int = option(8, "images per row group in heatmap galleries", ge=1, group="evaluation")
+    overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html", ge=0, le=1, group="evaluation")
+    holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds", ge=0, lt=1, group="evaluation")
+    target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1", ge=0, lt=1, group="evaluation")
+    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged", ge=0, lt=1, group="evaluation")
+    eval_resolution: str = option("input", "pixel metrics at the network's input size (anomalib's protocol) or at each mask's own resolution (the FCDD paper's)", ("input", "native"), group="evaluation")
     # output
-    out: str | None = option(None, "run folder to write")
-    resume: bool = option(False, "continue an interrupted run from its last checkpoint")
-    report: bool = option(True, "write plots, galleries and report.html after evaluation")
+    out: str | None = option(None, "run folder to write (command line: default a new version folder runs/<dataset>/<category or data folder>/<objective>-<net>/v<N>, with a link `latest` beside it)", group="output")
+    resume: bool = option(False, "continue an interrupted run from its last checkpoint (command line without --out: the newest version folder)", group="output")
+    report: bool = option(True, "write plots, galleries and report.html after evaluation", group="output")
 
     def __post_init__(self) -> None:
         """Every value to its field's type (the Python API passes anything), then one loop over

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from fcdd.api import train
 from fcdd.config import Config
 from fcdd.data.base import DATASETS, DataError
+from fcdd.evaluation import HEADLINE_METRICS
 from fcdd.io import atomic_write_json, atomic_write_text
 from fcdd.metrics import roc_curve
 from fcdd.report.plots import plot_mean_roc
@@ -122,25 +123,17 @@ def aggregate(out: Path, classes: list[str], seeds: int) -> dict:
             stored = read_heatmaps(job.out)
             fpr, tpr, _ = roc_curve(stored["scores"].numpy(), stored["labels"].numpy())
             curves.append((fpr, tpr, metrics[-1]["image_auroc"]))
-        image = _mean_std([m["image_auroc"] for m in metrics])
-        pixel = _mean_std([m.get("pixel_auroc") for m in metrics])
-        rows.append({
-            "class": cls, "seeds": len(metrics),
-            "image_auroc_mean": image[0], "image_auroc_std": image[1],
-            "pixel_auroc_mean": pixel[0], "pixel_auroc_std": pixel[1],
-        })
+        row: dict = {"class": cls, "seeds": len(metrics)}
+        for key, _ in HEADLINE_METRICS:
+            mean, std = _mean_std([m.get(key) for m in metrics])
+            row.update({f"{key}_mean": mean, f"{key}_std": std})
+        rows.append(row)
         if curves:
             plot_mean_roc(curves, out / f"normal_{cls}" / "roc_mean", f"class {cls}: detection ROC over {len(curves)} seed(s)")
-    image_all = _mean_std([r["image_auroc_mean"] for r in rows])
-    pixel_all = _mean_std([r["pixel_auroc_mean"] for r in rows])
-    summary = {
-        "classes": rows,
-        "image_auroc_mean": image_all[0],
-        "pixel_auroc_mean": pixel_all[0],
-        "image_auroc": image_all[0],
-        "pixel_auroc": pixel_all[0],
-        "seeds": seeds,
-    }
+    summary: dict = {"classes": rows, "seeds": seeds}
+    for key, _ in HEADLINE_METRICS:
+        mean = _mean_std([r[f"{key}_mean"] for r in rows])[0]
+        summary.update({f"{key}_mean": mean, key: mean})
     atomic_write_json(out / METRICS, summary)
     atomic_write_text(out / "results.csv", to_csv(rows))
     atomic_write_text(out / "results.md", to_markdown(rows, summary))
@@ -160,9 +153,11 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict], summary: dict) -> str:
-    lines = ["| class | seeds | image AUROC | pixel AUROC |", "|---|---|---|---|"]
+    lines = ["| class | seeds | " + " | ".join(title for _, title in HEADLINE_METRICS) + " |",
+             "|---|---|" + "---|" * len(HEADLINE_METRICS)]
     for r in rows:
-        lines.append(f"| {r['class']} | {r['seeds']} | {_fmt(r['image_auroc_mean'], r['image_auroc_std'])} | {_fmt(r['pixel_auroc_mean'], r['pixel_auroc_std'])} |")
-    image, pixel = summary["image_auroc_mean"], summary["pixel_auroc_mean"]
-    lines.append(f"| **mean** | | {'n/a' if image is None else f'{image:.4f}'} | {'n/a' if pixel is None else f'{pixel:.4f}'} |")
+        cells = [_fmt(r[f"{key}_mean"], r[f"{key}_std"]) for key, _ in HEADLINE_METRICS]
+        lines.append(f"| {r['class']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    means = ["n/a" if summary[f"{key}_mean"] is None else f"{summary[f'{key}_mean']:.4f}" for key, _ in HEADLINE_METRICS]
+    lines.append("| **mean** | | " + " | ".join(means) + " |")
     return "\n".join(lines) + "\n"

@@ -4,20 +4,33 @@ Seeds: a run's one ``seed`` drives everything. Each place that draws its own ran
 (the hold-out split, calibration copies, galleries, the data preview) derives its stream with
 ``derived_seed(seed, purpose)``, so those draws never depend on the order in which they happen
 and the offsets live in one table.
+
+Logging and progress: the library logs to the ``fcdd`` logger and adds no console handler of
+its own (records propagate to whatever the host application set up; the command line installs
+``console_logging``); a run's ``log.txt`` is the one handler it adds. Progress bars are drawn
+only where someone watches (``progress_bar``): a terminal or a notebook, unless a command's
+``--progress`` / ``--no-progress`` (``progress_setting``) or ``TQDM_DISABLE`` says otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import logging
+import os
+import platform
 import random
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 log = logging.getLogger("fcdd")
 
@@ -130,28 +143,145 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 @contextlib.contextmanager
 def run_logging(out: Path | None) -> Iterator[logging.Logger]:
-    """Everything logged goes to the console and to ``out/log.txt`` while the block runs."""
+    """What is logged while the block runs also goes to ``out/log.txt``, the run folder's log.
+
+    No console handler: records propagate to the host's handlers (the command line's is
+    ``console_logging``). The ``fcdd`` logger passes INFO during the block unless its level was
+    set by someone, so log.txt holds the run's lines whatever the root logger's level is.
+    """
     logger = logging.getLogger("fcdd")
-    logger.setLevel(logging.DEBUG)
-    handlers: list[logging.Handler] = []
-    if not any(getattr(h, "_fcdd_console", False) for h in logger.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setLevel(logging.INFO)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        console._fcdd_console = True  # type: ignore[attr-defined]
-        logger.addHandler(console)
-        handlers.append(console)
+    level = logger.level
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    file_handler: logging.Handler | None = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(out / LOG, mode="a")
-        file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
-        handlers.append(file_handler)
-    logger.propagate = False
     try:
         yield logger
     finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-            handler.close()
+        if file_handler is not None:
+            logger.removeHandler(file_handler)
+            file_handler.close()
+        logger.setLevel(level)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One plain line: the message, with ``warning:`` / ``error:`` before anything above INFO."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+class ConsoleHandler(logging.Handler):
+    """Writes to the ``sys.stderr`` of the moment (so captured and redirected streams work),
+    through ``tqdm.write`` so that a line never lands inside a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must not raise; the standard report instead
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def console_logging(level: int = logging.INFO) -> Iterator[logging.Handler]:
+    """fcdd's records from ``level`` up on stderr while the block runs: what the command line shows."""
+    logger = logging.getLogger("fcdd")
+    handler = ConsoleHandler(level)
+    handler.setFormatter(ConsoleFormatter("%(message)s"))
+    before = logger.level
+    if before == logging.NOTSET or before > level:
+        logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
+# --- progress bars -------------------------------------------------------------------------------
+#: True / False: bars forced on / off (``--progress`` / ``--no-progress``); None: decide (``show_progress``)
+_PROGRESS: ContextVar[bool | None] = ContextVar("fcdd_progress", default=None)
+
+#: values of ``TQDM_DISABLE`` that leave bars on
+_FALSE_WORDS = {"", "0", "false", "no", "off"}
+
+
+@contextlib.contextmanager
+def progress_setting(show: bool | None) -> Iterator[None]:
+    """Within the block progress bars are drawn (True), never drawn (False) or decided (None)."""
+    token = _PROGRESS.set(show)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def watched_stderr() -> bool:
+    """Whether stderr reaches a person who sees bars redraw: a terminal or a Jupyter kernel."""
+    stream = sys.stderr
+    if stream is None:
+        return False
+    if type(stream).__module__.startswith("ipykernel"):
+        return True  # tqdm.auto draws a notebook widget there
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def show_progress() -> bool:
+    """Whether bars are drawn now: the setting when forced, else not when ``TQDM_DISABLE`` is set,
+    else only on a watched stderr (a log file or pipe would fill with redrawn frames)."""
+    forced = _PROGRESS.get()
+    if forced is not None:
+        return forced
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in _FALSE_WORDS:
+        return False
+    return watched_stderr()
+
+
+def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
+    """A tqdm bar (same arguments) that draws only when ``show_progress()``; ``disable=True``
+    from the caller keeps it off in any case."""
+    disable = bool(kwargs.pop("disable", False)) or not show_progress()
+    return tqdm(iterable, disable=disable, **kwargs)
+
+
+# --- what produced a run -------------------------------------------------------------------------
+@functools.cache
+def versions() -> dict[str, str | None]:
+    """fcdd, torch, Python and platform versions and the source tree's git commit, for
+    ``metrics.json`` and snapshots: what a result came from, to compare or reproduce it."""
+    try:
+        fcdd_version: str | None = importlib.metadata.version("fcdd")
+    except importlib.metadata.PackageNotFoundError:
+        fcdd_version = None
+    return {
+        "fcdd": fcdd_version, "torch": torch.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "git_commit": source_commit(),
+    }
+
+
+def source_commit(package_dir: Path | None = None) -> str | None:
+    """The git commit of the checkout fcdd's source is part of, or None (no git, no repository,
+    or the package is not tracked there, e.g. installed into a virtual environment inside some
+    other repository). Never raises."""
+    folder = package_dir or Path(__file__).resolve().parent
+    tracked = _git(folder, "ls-files", "--error-unmatch", Path(__file__).name)
+    commit = _git(folder, "rev-parse", "HEAD") if tracked is not None else None
+    return commit if commit and len(commit) == 40 else None
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """The output of one git command run in ``folder``, or None when it fails in any way."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None

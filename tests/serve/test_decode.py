@@ -132,3 +132,23 @@ def test_wide_images_scale_to_8bit_like_training(mode, monkeypatch):
 def test_served_formats_are_documented():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "PNG, JPEG, BMP, TIFF, WebP" in readme
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_predict_and_the_api_refuse_bombs_and_other_formats_by_name(tiny_run, tmp_path):
+    from fcdd.detector import Detector
+    from fcdd.predict import predict_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = Path(tiny_run.evaluation.paths[0])
+    (folder / "good.png").write_bytes(good.read_bytes())
+    (folder / "animation.png").write_bytes(encoded("GIF", (8, 8)))
+    (folder / "bomb.png").write_bytes(bomb(10_000, 9_000))  # 90 MP, past MAX_FILE_PIXELS, from a small file
+    result = predict_files(Detector.load(tiny_run.out, device="cpu"), [folder], tmp_path / "out", progress=False)
+    assert [Path(r["path"]).name for r in result.rows] == ["good.png"]
+    errors = {Path(e["path"]).name: e["error"] for e in result.errors}
+    assert "10000x9000" in errors["bomb.png"] and "bomb.png" in errors["bomb.png"]
+    assert "not a supported image format" in errors["animation.png"]
+    with pytest.raises(DataError, match="bomb.png.*10000x9000"):
+        Detector.load(tiny_run.out, device="cpu").predict(folder / "bomb.png")

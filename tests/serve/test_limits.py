@@ -243,7 +243,8 @@ def test_hostile_mix_gets_documented_codes_within_the_memory_bound(tiny_run, lau
     bound = limits["memory_bound_bytes"]
     grown = (peak_kib - idle_kib) * 1024
     print(f"\n{len(work)} requests in {seconds:.1f} s; server RSS idle {idle_kib / 1024:.0f} MiB, peak {peak_kib / 1024:.0f} MiB "
-          f"(+{grown / 2**20:.0f} MiB, high-water mark {'reset' if peak.reset else 'sampled'}); stated bound +{bound / 2**20:.0f} MiB")
+          f"(+{grown / 2**20:.0f} MiB, high-water mark {'reset' if peak.reset else 'sampled'}); stated bound +{bound / 2**20:.0f} MiB; "
+          f"chunked senders stopped after at most {max(r['sent'] for r in by_kind['chunked']) / 2**20:.1f} MiB")
     assert grown <= bound
 
 

@@ -12,8 +12,9 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
-from fcdd.config import Config, base_type, coerce, field_types, read_yaml
+from fcdd.config import GROUPS, Config, base_type, coerce, field_types, read_yaml
 from fcdd.presets import PRESETS
 from fcdd.registry import Registry
 from fcdd.rundir import trusting_pickle
@@ -61,24 +62,54 @@ def add_trust_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
 
 
+#: metavars of the value types (text options show their own name)
+_METAVARS = {int: "N", float: "X", list: "A,B"}
+
+
+def shown_default(value: Any) -> str | None:
+    """A default as a person would type it: lists as ``a,b``, booleans as on / off. None and an
+    empty list mean "decided at run time" (the help text says how), so nothing is shown."""
+    if value is None or value == []:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option_help(f: dataclasses.Field) -> str:
+    """A field's help text with its default and range, each said once."""
+    default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    shown = shown_default(default)
+    notes = [] if shown is None else [f"default: {shown}"]
+    if f.metadata.get("bounds") is not None:
+        notes.append(f"range {f.metadata['bounds']}")
+    text = f.metadata["help"] + (f" ({'; '.join(notes)})" if notes else "")
+    # argparse expands %-formats in help texts: a literal % (as in "top 1 %") must be doubled
+    return text.replace("%", "%%")
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per Config field; defaults are suppressed so only given flags override YAML."""
+    """One flag per Config field, listed under its field's group (``config.GROUPS``) so ``--help``
+    reads by topic; defaults are suppressed so only given flags override YAML."""
+    parser.usage = "%(prog)s [-h] [--config YAML] [options]"  # the full list is below, by group
     parser.add_argument("--config", metavar="YAML", help="YAML file of options (flags given here override it)")
     add_trust_flag(parser)  # resuming reads the run folder's checkpoint
+    groups = {name: parser.add_argument_group(name, description) for name, description in GROUPS.items()}
     hints = field_types()
     for f in fields(Config):
         if f.name in skip:
             continue
+        group = groups.get(f.metadata.get("group")) or groups.setdefault("other", parser.add_argument_group("other"))
         kind, _ = base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        # argparse expands %-formats in help texts: a literal % (as in "top 1 %") must be doubled
-        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=option_help(f))
         else:
-            parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, choices=f.metadata.get("choices"),
-                                metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
+            choices = f.metadata.get("choices")
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, choices=choices, help=option_help(f),
+                               metavar=None if choices else _METAVARS.get(kind, f.name.upper()))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -34,6 +34,8 @@ DISPLAY_BYTES = DISPLAY_SIDE * DISPLAY_SIDE * 4
 
 @dataclass
 class Limits:
+    """What one request may cost and how many may be in the server at once (the bound above)."""
+
     max_upload_bytes: int = 20 * 1024 * 1024
     max_side: int = 8192
     #: decoded size, checked from the image header before any pixel is decoded
