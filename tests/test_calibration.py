@@ -64,7 +64,7 @@ def test_run_stores_thresholds_that_reproduce_their_claims(tiny_run):
     pixel_t = stored["pixel"]["threshold"]
     assert float((nominal >= pixel_t).double().mean()) <= tiny_run.config.pixel_fpr
     assert float((nominal >= nominal[nominal < pixel_t].max()).double().mean()) > tiny_run.config.pixel_fpr
-    assert stored["pixel"]["rule"].startswith("fpr<=0.01 of held-out nominal pixels")
+    assert stored["pixel"]["rule"].startswith(f"fpr<={tiny_run.config.pixel_fpr:g} of held-out nominal pixels")
     # the colour scale puts the pixel threshold mid-scale
     lo, hi = stored["heatmap_range"]
     assert (lo + hi) / 2 == pytest.approx(pixel_t)
@@ -106,7 +106,7 @@ def test_target_fpr_rule(tiny_run):
     calibration = calibration_set(tiny_run.method, tiny_run.splits.holdout, tiny_run.supervision, 32, tiny_run.config.seed, "cpu")
     result = thresholds_for(calibration, 0.2)
     assert result["image"]["rule"] == "fpr<=0.2" and result["image"]["fpr"] <= 0.2
-    assert result["pixel"]["rule"].startswith("fpr<=0.01") and result["pixel"]["fpr"] <= 0.01
+    assert result["pixel"]["rule"].startswith("fpr<=0.001") and result["pixel"]["fpr"] <= 0.001
     wide = thresholds_for(calibration, 0.2, pixel_fpr=0.2)
     assert wide["pixel"]["fpr"] <= 0.2 and wide["pixel"]["threshold"] < result["pixel"]["threshold"]
     lo, hi = result["heatmap_range"]

@@ -30,12 +30,13 @@ LAYERS = {
     "fcdd.metrics": 6, "fcdd.evaluation": 6,
     "fcdd.calibration": 7,
     "fcdd.rundir": 8,
+    "fcdd.tracking": 8.5,  # experiment trackers: config, run-folder history, runtime versions
     "fcdd.training": 9,
     "fcdd.report": 10,
     "fcdd.detector": 11, "fcdd.preprocess": 11, "fcdd.overlay": 11, "fcdd.predict": 11,
     "fcdd.__init__": 12, "fcdd.__main__": 12, "fcdd.api": 12, "fcdd.runner": 12, "fcdd.compare": 12,
     "fcdd.export": 12, "fcdd.serve": 12, "fcdd.cli": 12, "fcdd.commands": 12, "fcdd.demo": 12,
-    "fcdd.evaluate_run": 12,
+    "fcdd.evaluate_run": 12, "fcdd.runs_index": 12,
 }
 #: fcdd modules that need an optional extra, so they are imported where they are used
 OPTIONAL = {"fcdd.serve.app"}

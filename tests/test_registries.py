@@ -15,6 +15,8 @@ from fcdd.data.supervision import SUPERVISION, build_supervision
 from fcdd.methods import METHODS, build_method
 from fcdd.models import NETS, build_net
 from fcdd.models.autoencoders import ENCODER_DECODERS, build_autoencoder
+from fcdd.rundir import History
+from fcdd.tracking import TRACKERS, check_available, open_tracking
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,32 @@ def test_data_set_reads_or_names_what_is_missing(name, tmp_path):
     classes = DATASETS.info(name).get("classes")
     if classes is not None:
         assert classes(config.replace(data=str(tmp_path)))
+
+
+@pytest.mark.parametrize("name", TRACKERS.names())
+def test_tracker_records_a_run_into_its_folder(name, tmp_path):
+    """A tracker takes epochs, final metrics and figures and writes only inside the run folder
+    (or, without its package, fails before any run with the pip command)."""
+    try:
+        check_available(name)
+    except ValueError as err:
+        assert "pip install" in str(err)
+        pytest.skip(str(err))
+    out = tmp_path / "run"
+    out.mkdir()
+    figure = out / "loss.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(figure)
+    history = History(loss=[1.0, 0.5], nominal=[0.8, 0.4], anomalous=[1.2, float("nan")], lr=[1e-3, 1e-3],
+                      seconds=[1.0, 1.0], images_per_second=[10.0, 12.0])
+    config = Config(out=str(out), loggers=[name])
+    with open_tracking(config, out) as tracking:
+        for epoch in (1, 2):
+            tracking.epoch(epoch, History(**{k: v[:epoch] for k, v in history.to_dict().items()}))
+        tracking.finish(2, {"image_auroc": 0.75, "pixel_auroc": None, "thresholds": {"image": 0.5}, "versions": {"fcdd": "x"}})
+        assert set(tracking.trackers) == {name}, "no call raised"
+    with open_tracking(config, out, reopen=True) as tracking:
+        tracking.figures(2, {"loss": figure})
+        assert set(tracking.trackers) == {name}
+    assert len(list(out.rglob("*"))) > 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run"], "nothing outside the run folder"
+

@@ -5,7 +5,7 @@ run's supervision makes anomalies (confetti, outliers, real defects), a copy of 
 image turned anomalous by it gives the other side, and the image threshold maximises F1;
 otherwise, or with ``--target-fpr``, it is the lowest threshold whose false-positive rate on the
 held-out nominal images does not exceed the target (5 % by default). The pixel threshold, for a
-binary defect mask, flags ``--pixel-fpr`` (1 %) of the held-out nominal pixels; it is never
+binary defect mask, flags ``--pixel-fpr`` (0.1 %) of the held-out nominal pixels; it is never
 chosen on synthetic defects, whose heatmaps are often brighter than real ones.
 
 A verdict is ``score >= threshold``. Everything is stored in the snapshot under ``thresholds``:
@@ -33,7 +33,7 @@ from fcdd.runtime import DIVERGED_ADVICE, DivergedError, derived_seed
 log = logging.getLogger("fcdd")
 
 DEFAULT_FPR = 0.05
-DEFAULT_PIXEL_FPR = 0.01
+DEFAULT_PIXEL_FPR = 0.001
 PIXEL_SAMPLE = 2_000_000
 
 

@@ -14,6 +14,7 @@ import torch
 
 from fcdd import __version__
 from fcdd.commands import COMMANDS, config_from_args
+from fcdd.runtime import console_logging
 
 #: what a person fixes (an option, the data, the disk), reported as ``fcdd <command>: error: ...``
 #: with exit status 2; ``DataError`` and ``DivergedError`` are ``ValueError``s. Anything else is
@@ -63,7 +64,8 @@ def describe(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with console_logging():  # fcdd's INFO lines on stderr, one plain line each
+            args.func(args)
     except USER_ERRORS as err:
         print(f"fcdd {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2

@@ -161,12 +161,13 @@ class Config:
     overlay_alpha: float = option(0.5, "opacity of the heatmap colours laid over images in galleries and report.html", ge=0, le=1, group="evaluation")
     holdout: float = option(0.1, "fraction of nominal training images kept out of training to calibrate the verdict thresholds", ge=0, lt=1, group="evaluation")
     target_fpr: float | None = option(None, "calibrate the verdict threshold at this false-positive rate instead of max F1", ge=0, lt=1, group="evaluation")
-    pixel_fpr: float = option(0.01, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged", ge=0, lt=1, group="evaluation")
+    pixel_fpr: float = option(0.001, "calibrate the pixel (defect-mask) threshold so that this fraction of held-out nominal pixels is flagged (0.001 kept good images' masks empty on the most shared sets, benchmarks/thresholds.py)", ge=0, lt=1, group="evaluation")
     eval_resolution: str = option("input", "pixel metrics at the network's input size (anomalib's protocol) or at each mask's own resolution (the FCDD paper's)", ("input", "native"), group="evaluation")
     # output
     out: str | None = option(None, "run folder to write (command line: default a new version folder runs/<dataset>/<category or data folder>/<objective>-<net>/v<N>, with a link `latest` beside it)", group="output")
     resume: bool = option(False, "continue an interrupted run from its last checkpoint (command line without --out: the newest version folder)", group="output")
     report: bool = option(True, "write plots, galleries and report.html after evaluation", group="output")
+    loggers: list[str] = option([], "experiment trackers recording the run into its folder, comma separated: tensorboard, mlflow, csv (tensorboard and mlflow need their extras: pip install 'fcdd[tensorboard]')", group="output")
 
     def __post_init__(self) -> None:
         """Every value to its field's type (the Python API passes anything), then one loop over

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from fcdd.data.base import ImageSet, binary_mask, open_image
 from fcdd.data.transforms import to_float
 from fcdd.methods.base import Method
 from fcdd.metrics import StreamingPixelCurves, aupro, auroc, average_precision, f1_max, roc_curve
-from fcdd.runtime import DIVERGED_ADVICE, DivergedError
+from fcdd.runtime import DIVERGED_ADVICE, DivergedError, progress_bar
 
 #: the largest float16: a stored heatmap value beyond it would become infinite
 FLOAT16_MAX = float(torch.finfo(torch.float16).max)
@@ -223,7 +222,7 @@ def evaluate(method: Method, test: ImageSet, batch_size: int = 32, device: torch
     pixel = StreamingPixelCurves()
     with_maps = test.has_maps
     scores, heatmaps = [], []
-    for start in tqdm(range(0, len(test), batch_size), desc="evaluate", leave=False, disable=not progress):
+    for start in progress_bar(range(0, len(test), batch_size), desc="evaluate", leave=False, disable=not progress):
         images = to_float(test.images[start : start + batch_size]).to(device)
         s, h = infer(method, images)
         check_finite(s, h, start)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from fcdd.detector import Detector, Prediction
 from fcdd.io import AppendFile, atomic_write_bytes, atomic_write_json, finite_json, remove_stale_temps
 from fcdd.overlay import colour_scale, png_bytes, render_overlay
 from fcdd.preprocess import find_images, iter_batches
+from fcdd.runtime import progress_bar
 
 log = logging.getLogger("fcdd")
 
@@ -144,7 +144,7 @@ def predict_files(
     result = PredictResult(errors=[{"path": p, "error": e} for p, e in missing])
     names = overlay_names(files)
     table = PredictionLog(out)
-    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+    bar = progress_bar(total=len(files), desc="predict", unit="img", disable=not progress)
     writers = ThreadPoolExecutor(max_workers=detector.workers, thread_name_prefix="fcdd-write")
     pending: deque = deque()
 

@@ -29,16 +29,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from fcdd.config import Config
 from fcdd.data.base import DataSplits
 from fcdd.data.prepare import prepare_splits
 from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.evaluation import Evaluation, evaluate, evaluation_from_scores
-from fcdd.io import atomic_torch_save, atomic_write_json, remove_stale_temps
+from fcdd.io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temps
 from fcdd.methods import Method, build_method
 from fcdd.runtime import LOG as LOG  # the log file is opened by runtime.run_logging
-from fcdd.runtime import pick_device
+from fcdd.runtime import pick_device, versions
 
 log = logging.getLogger("fcdd")
 
@@ -57,7 +58,7 @@ SNAPSHOT_FORMAT = 1
 CHECKPOINT_FORMAT = 1
 
 #: options that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha"}
+RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "threads", "eval_batch_size", "gallery_size", "overlay_alpha", "loggers"}
 
 
 class RunFileError(ValueError):
@@ -385,11 +386,18 @@ def snapshot_of(config: Config, method: Method, in_channels: int, metrics: dict,
         "state_dict": {k: v.cpu() for k, v in method.state_dict().items()},
         "thresholds": thresholds or {},
         "metrics": metrics,
+        "versions": versions(),  # what wrote the snapshot (metrics.json has the training's)
     }
 
 
+#: options ``config.yaml`` leaves out: replaying the file (``fcdd train --config RUN/config.yaml``)
+#: starts a new run, never continues or overwrites the one it was written into
+NOT_REPLAYED = ("out", "resume")
+
+
 def write_config(config: Config, out: Path) -> None:
-    config.to_yaml(out / CONFIG)
+    values = {k: v for k, v in config.to_dict().items() if k not in NOT_REPLAYED}
+    atomic_write_text(out / CONFIG, yaml.safe_dump(values, sort_keys=False))
 
 
 def write_checkpoint(out: Path, state: dict) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fcdd.api import train
 from fcdd.config import Config
@@ -28,7 +27,7 @@ from fcdd.io import atomic_write_json, atomic_write_text
 from fcdd.metrics import roc_curve
 from fcdd.report.plots import plot_mean_roc
 from fcdd.rundir import CONFIG, METRICS, RESUMABLE_CHANGES, is_finished, read_heatmaps, read_metrics, run_or_resume
-from fcdd.runtime import run_logging
+from fcdd.runtime import progress_bar, run_logging
 
 log = logging.getLogger("fcdd")
 
@@ -93,7 +92,7 @@ def check_same_experiment(config: Config, out: Path) -> None:
 
 
 def _run_jobs(config: Config, jobs: list[Job]) -> None:
-    bar = tqdm(jobs, desc="classes x seeds", unit="run")
+    bar = progress_bar(jobs, desc="classes x seeds", unit="run")
     for n, job in enumerate(bar, 1):
         bar.set_postfix_str(f"class {job.cls} seed {job.seed_index}")
         run_config = config.replace(category=job.cls, seed=config.seed + job.seed_index, out=str(job.out))

@@ -263,16 +263,16 @@ def versions() -> dict[str, str | None]:
     except importlib.metadata.PackageNotFoundError:
         fcdd_version = None
     return {
-        "fcdd": fcdd_version, "torch": torch.__version__, "python": platform.python_version(),
+        "fcdd": fcdd_version, "torch": str(torch.__version__), "python": platform.python_version(),
         "platform": platform.platform(), "git_commit": source_commit(),
     }
 
 
-def source_commit(package_dir: Path | None = None) -> str | None:
+def source_commit() -> str | None:
     """The git commit of the checkout fcdd's source is part of, or None (no git, no repository,
     or the package is not tracked there, e.g. installed into a virtual environment inside some
     other repository). Never raises."""
-    folder = package_dir or Path(__file__).resolve().parent
+    folder = Path(__file__).resolve().parent
     tracked = _git(folder, "ls-files", "--error-unmatch", Path(__file__).name)
     commit = _git(folder, "rev-parse", "HEAD") if tracked is not None else None
     return commit if commit and len(commit) == 40 else None

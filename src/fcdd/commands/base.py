@@ -2,7 +2,8 @@
 
 Each module of ``fcdd.commands`` registers its subcommand with ``@command``; ``fcdd.cli``
 builds the parser from ``COMMANDS``. A command that reads run folders adds ``--trust-pickle``
-with ``add_trust_flag``; ``@command`` applies it for the command's whole run.
+with ``add_trust_flag``; ``@command`` applies it for the command's whole run, and gives every
+command ``--progress`` / ``--no-progress`` (bars on stderr; by default only on a terminal).
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from fcdd.config import GROUPS, Config, base_type, coerce, field_types, read_yam
 from fcdd.presets import PRESETS
 from fcdd.registry import Registry
 from fcdd.rundir import trusting_pickle
+from fcdd.runtime import progress_setting
 
 TRUST_PICKLE_HELP = (
     "load legacy run files (snapshot.pt, checkpoint.pt, heatmaps.pt) that need Python pickle. "
     "DANGER: unpickling can execute arbitrary code stored in the file; use this only for files "
     "from a source you trust. Without it such files are refused"
+)
+PROGRESS_HELP = (
+    "draw progress bars on stderr, or never (default: only when stderr is a terminal and "
+    "TQDM_DISABLE is unset, so log files and pipes get one line per epoch instead)"
 )
 
 
@@ -37,13 +43,35 @@ COMMANDS: Registry[Command] = Registry("command")
 
 
 def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
-    """Register a subcommand; ``arguments(parser)`` adds its flags."""
+    """Register a subcommand; ``arguments(parser)`` adds its flags (``--progress`` comes with every command)."""
 
     def register(fn):
-        COMMANDS.register(name)(Command(_with_trust(fn), help, arguments))
+        COMMANDS.register(name)(Command(_with_progress(_with_trust(fn)), help, _and_progress_flag(arguments)))
         return fn
 
     return register
+
+
+def _with_progress(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Run ``fn`` with the progress bars its ``--progress`` / ``--no-progress`` asked for (neither: decide)."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> None:
+        with progress_setting(getattr(args, "progress", None)):
+            fn(args)
+
+    return run
+
+
+def _and_progress_flag(arguments: Callable[[argparse.ArgumentParser], None] | None) -> Callable[[argparse.ArgumentParser], None]:
+    """``arguments`` followed by ``--progress`` / ``--no-progress``, the flag every command has."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        if arguments is not None:
+            arguments(parser)
+        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=PROGRESS_HELP)
+
+    return add
 
 
 def _with_trust(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:

@@ -17,9 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from fcdd.data.base import DataError
+from fcdd.runtime import progress_bar
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def fetch(resource: Resource, folder: Path, timeout: float = 30.0) -> Path:
     try:
         with urllib.request.urlopen(resource.url, timeout=timeout) as response, open(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
                     bar.update(len(chunk))

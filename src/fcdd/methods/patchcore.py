@@ -19,11 +19,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from fcdd.data.transforms import blur, to_float
 from fcdd.methods.base import METHODS, Method
 from fcdd.neighbours import PatchFeatures, greedy_coreset, make_search
+from fcdd.runtime import progress_bar
 
 log = logging.getLogger("fcdd")
 
@@ -67,7 +67,7 @@ class PatchCore(Method):
     def fit(self, train_images: torch.Tensor, batch_size: int, device, state: dict | None = None, save=None) -> None:
         started = time.perf_counter()
         parts = []
-        for start in tqdm(range(0, len(train_images), batch_size), desc="patch features", unit="batch", leave=False):
+        for start in progress_bar(range(0, len(train_images), batch_size), desc="patch features", unit="batch", leave=False):
             batch = to_float(train_images[start : start + batch_size]).to(device)
             parts.append(self.patch_features(batch).reshape(-1, self.features.out_dim).cpu())
         patches = torch.cat(parts)

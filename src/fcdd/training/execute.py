@@ -7,26 +7,59 @@ folder. The report is drawn above this layer (``fcdd.api.train``).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fcdd.calibration import calibrate
 from fcdd.config import Config
 from fcdd.data.base import DataSplits
 from fcdd.evaluation import evaluate
-from fcdd.rundir import Run, resume_checkpoint, write_config, write_run
-from fcdd.runtime import run_logging
+from fcdd.rundir import Run, has_checkpoint, resume_checkpoint, write_config, write_run
+from fcdd.runtime import run_logging, versions
+from fcdd.tracking import open_tracking
 from fcdd.training.setup import effective_config, prepare
 from fcdd.training.trainer import make_learner
 
 log = logging.getLogger("fcdd")
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextmanager
+def removed_if_unstarted(out: Path | None) -> Iterator[None]:
+    """When the block fails before the run folder's first checkpoint, remove the folder and the
+    parents made for it, if this start made it: a failed start leaves nothing that looks like a
+    run. A folder that existed before, or holds a checkpoint to resume from, stays."""
+    made = missing_folders(out) if out is not None else []
+    try:
+        yield
+    except BaseException:
+        if made and not has_checkpoint(made[0]):
+            shutil.rmtree(made[0], ignore_errors=True)
+            remove_empty_folders(made[1:])
+        raise
+
+
 def execute(config: Config, splits: DataSplits | None = None) -> Run:
     """Train, evaluate, calibrate and write the run folder (when ``config.out`` is set)."""
     config = effective_config(config)
     out = Path(config.out) if config.out else None
-    with run_logging(out):
+    with removed_if_unstarted(out), run_logging(out), open_tracking(config, out) as tracking:  # the log file closes before a removal
         checkpoint = resume_checkpoint(config, out) if out else None
         started = time.perf_counter()
         setup = prepare(config, splits)
@@ -41,7 +74,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         log.info("objective %s, %s, %s", config.objective, method.describe(), supervision.describe())
         if out:
             write_config(config, out)
-        learner = make_learner(config, method, supervision, device, out)
+        learner = make_learner(config, method, supervision, device, out, tracking.epoch)
         if checkpoint:
             learner.load_checkpoint(checkpoint)
         history = learner.fit(splits.train)
@@ -56,6 +89,7 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
             dataset=splits.name,
             objective=config.objective,
             notes=splits.notes,
+            versions=versions(),
         )
         metrics["thresholds"] = calibrate(config, method, splits.holdout, supervision, device, evaluation, splits.test)
         log.info(
@@ -69,4 +103,5 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         run = Run(config, method, history, evaluation, metrics, splits, out, supervision)
         if out:
             write_run(run)
+        tracking.finish(metrics["epochs"], metrics)
         return run

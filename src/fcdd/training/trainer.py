@@ -13,11 +13,10 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from fcdd.config import Config
 from fcdd.data.base import ImageSet
@@ -25,12 +24,15 @@ from fcdd.data.supervision import Batch, Supervision
 from fcdd.data.transforms import Augment, to_float
 from fcdd.methods import Method
 from fcdd.rundir import History, load_weights, read_checkpoint, write_checkpoint
-from fcdd.runtime import DivergedError, autocast, resolve_precision
+from fcdd.runtime import DivergedError, autocast, progress_bar, resolve_precision
 
 log = logging.getLogger("fcdd")
 
 #: steps between two looks at the running loss (each look waits for the device)
 CHECK_EVERY = 16
+
+#: what a learner calls after each finished (checkpointed) epoch: ``(epoch, history)``, e.g. trackers
+EpochHook = Callable[[int, History], None]
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -76,12 +78,14 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
 class Trainer:
     """Optimises a method's per-sample loss over in-memory nominal images, epoch after epoch."""
 
-    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> None:
+    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None,
+                 on_epoch: EpochHook | None = None) -> None:
         self.config = config
         self.method = method.to(device)
         self.supervision = supervision
         self.device = device
         self.out = out
+        self.on_epoch = on_epoch
         self.augment = Augment.from_config(config)
         self.precision = resolve_precision(config.precision, device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -167,7 +171,7 @@ class Trainer:
             # the preparing thread would compete with the network's own threads (measured
             # slower on 2 cores), so batches are made in line there
             source = prefetch(source)
-        bar = tqdm(source, total=len(batches),
+        bar = progress_bar(source, total=len(batches),
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for step, batch in enumerate(bar, 1):
             with autocast(self.device, self.precision):
@@ -210,7 +214,7 @@ class Trainer:
     def fit(self, train: ImageSet) -> History:
         if len(train) == 0:
             raise ValueError("no training images")
-        progress = tqdm(total=self.config.epochs, initial=self.epoch, desc="training", unit="epoch")
+        progress = progress_bar(total=self.config.epochs, initial=self.epoch, desc="training", unit="epoch")
         try:
             while self.epoch < self.config.epochs:
                 self.train_epoch(train)
@@ -218,13 +222,19 @@ class Trainer:
                 h = self.history
                 progress.update(1)
                 progress.set_postfix(loss=f"{h.loss[-1]:.4f}", img_s=f"{h.images_per_second[-1]:.1f}")
-                log.debug(
-                    "epoch %d loss %.5f nominal %.5f anomalous %.5f (%.1f img/s)",
-                    self.epoch, h.loss[-1], h.nominal[-1], h.anomalous[-1], h.images_per_second[-1],
-                )
+                log.info(epoch_line(self.epoch, self.config.epochs, h))
+                if self.on_epoch is not None:
+                    self.on_epoch(self.epoch, h)
         finally:
             progress.close()
         return self.history
+
+
+def epoch_line(epoch: int, epochs: int, h: History) -> str:
+    """The one log line of a finished epoch (the last of ``h``): what a log file or a pipe shows
+    instead of a progress bar."""
+    return (f"epoch {epoch}/{epochs}: loss {h.loss[-1]:.5f} (nominal {h.nominal[-1]:.5f}, anomalous {h.anomalous[-1]:.5f}), "
+            f"{h.images_per_second[-1]:.1f} img/s, lr {h.lr[-1]:.3g}")
 
 
 class SinglePassFit:
@@ -234,12 +244,13 @@ class SinglePassFit:
     a resumed run does not fit again.
     """
 
-    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> None:
+    def __init__(self, config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None,
+                 on_epoch: EpochHook | None = None) -> None:
         self.config = config
         self.method = method.to(device)
         self.device = device
         self.out = out
-        self.history = History()
+        self.history = History()  # no epochs: ``on_epoch`` is never called
         self.epoch = 0
         #: what an interrupted fit saved (``Method.fit``'s ``state``)
         self.fit_state: dict | None = None
@@ -285,7 +296,8 @@ class SinglePassFit:
         return h
 
 
-def make_learner(config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None) -> Trainer | SinglePassFit:
-    """The learner the method asks for."""
+def make_learner(config: Config, method: Method, supervision: Supervision, device: torch.device, out: Path | None = None,
+                 on_epoch: EpochHook | None = None) -> Trainer | SinglePassFit:
+    """The learner the method asks for; ``on_epoch`` follows every finished epoch."""
     kind = Trainer if method.learns_by_gradient else SinglePassFit
-    return kind(config, method, supervision, device, out)
+    return kind(config, method, supervision, device, out, on_epoch)
