@@ -15,9 +15,8 @@ import torch
 
 import fcdd
 from fcdd.cli import main
-from fcdd.report import write_report
 from fcdd.runtime import source_commit, versions
-from fcdd.tracking import TRACKERS, Tracker, log_figures
+from fcdd.tracking import TRACKERS, Tracker
 from fcdd.tracking.csv import CSV_FILE
 from fcdd.tracking.mlflow import EXPERIMENT, file_store_allowed, store_uri
 from fcdd.tracking.tensorboard import TENSORBOARD_DIR
@@ -35,11 +34,10 @@ def needs(name: str):
 
 @pytest.fixture(scope="module")
 def tracked(synthetic_root, make_tiny_config, tmp_path_factory):
-    """A tiny run with every installed tracker, then its report's figures handed to them."""
-    config = make_tiny_config(synthetic_root, tmp_path_factory.mktemp("tracked") / "run", loggers=LOGGERS)
+    """A tiny run with every installed tracker and its report: ``fcdd.train`` hands the report's
+    figures to the trackers."""
+    config = make_tiny_config(synthetic_root, tmp_path_factory.mktemp("tracked") / "run", loggers=LOGGERS, report=True)
     run = fcdd.train(config)
-    written = write_report(run, train_galleries=False, html=False)
-    log_figures(run, written)
     out = Path(run.out)
     return out, json.loads((out / "history.json").read_text()), json.loads((out / "metrics.json").read_text())
 
@@ -66,7 +64,7 @@ def test_tensorboard_events_hold_epochs_metrics_options_and_figures(tracked):
         assert [s.step for s in scalars] == [1, 2]
         assert [s.value for s in scalars] == pytest.approx(history[key], rel=1e-5)
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_ap", "image_f1_max"):
-        (final,) = events.Scalars(f"test/{key}")
+        (final,) = events.Scalars(f"final/{key}")
         assert final.step == 2 and final.value == pytest.approx(metrics[key], rel=1e-5)
     assert {"report/loss", "report/roc_image"} <= set(tags["images"])
     assert "config/text_summary" in tags["tensors"]
@@ -94,7 +92,7 @@ def test_mlflow_store_holds_params_metric_histories_final_metrics_and_figures(tr
             assert [m.step for m in steps] == [1, 2]
             assert [m.value for m in steps] == pytest.approx(history[key])
         for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_ap", "image_f1_max"):
-            assert run.data.metrics[f"test/{key}"] == pytest.approx(metrics[key])
+            assert run.data.metrics[f"final/{key}"] == pytest.approx(metrics[key])
         figures = {Path(a.path).name for a in client.list_artifacts(run_id, "figures")}
     assert {"loss.png", "roc_image.png"} <= figures
 

@@ -12,6 +12,7 @@ from fcdd.detector import Detector
 from fcdd.report import write_report
 from fcdd.rundir import Run
 from fcdd.runtime import run_logging
+from fcdd.tracking import log_figures
 from fcdd.training import execute
 
 
@@ -24,7 +25,7 @@ def train(config: Config, splits: DataSplits | None = None) -> Run:
     run = execute(config, splits)
     if run.out is not None and config.report:
         with run_logging(Path(run.out)):
-            write_report(run)
+            log_figures(run, write_report(run))  # the report's key figures reach the run's trackers too
     return run
 
 

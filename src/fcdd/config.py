@@ -76,7 +76,7 @@ GROUPS = {
     "objective: patchcore": "the memory bank of nominal patch features",
     "training": "optimiser, schedule, seed and hardware",
     "evaluation": "heatmaps, image scores, metrics and verdict calibration",
-    "output": "the run folder",
+    "output": "the run folder, its report and the experiment trackers that record it",
 }
 
 

@@ -10,15 +10,16 @@ from fcdd.methods import METHODS
 from fcdd.models import NETS
 from fcdd.models.autoencoders import ENCODER_DECODERS
 from fcdd.presets import PRESETS
+from fcdd.tracking import TRACKERS
 
 #: (title, registry) per section of ``fcdd list``
 SECTIONS = (
     ("nets", NETS), ("encoder-decoders", ENCODER_DECODERS), ("datasets", DATASETS), ("objectives", METHODS),
-    ("noise modes", NOISE), ("supervision modes", SUPERVISION), ("presets", PRESETS),
+    ("noise modes", NOISE), ("supervision modes", SUPERVISION), ("presets", PRESETS), ("loggers", TRACKERS),
 )
 
 
-@command("list", "list the registered networks, encoder-decoders, data sets, objectives, noise and supervision modes, presets")
+@command("list", "list the registered networks, encoder-decoders, data sets, objectives, noise and supervision modes, presets, loggers")
 def cmd_list(args) -> None:
     for title, registry in SECTIONS:
         print(f"{title}: {', '.join(registry.names())}")

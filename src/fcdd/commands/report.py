@@ -9,6 +9,7 @@ from fcdd.report import write_report
 from fcdd.report.gallery import check_alpha
 from fcdd.rundir import load_run
 from fcdd.runtime import run_logging
+from fcdd.tracking import log_figures
 
 
 def _arguments(p) -> None:
@@ -30,4 +31,5 @@ def cmd_report(args) -> None:
         run.config = run.config.replace(overlay_alpha=args.overlay_alpha)
     with run_logging(None):
         written = write_report(run, train_galleries=not args.no_train_galleries)
+        log_figures(run, written)
     print(f"{written['report']} ({len(written)} artefacts, {time.perf_counter() - started:.1f} s)")

@@ -1,8 +1,8 @@
-"""``--loggers mlflow``: an MLflow file store in ``RUN/mlruns`` (tracking URI ``file:…/RUN/mlruns``).
+"""``--loggers mlflow``: an MLflow file store in ``RUN/mlruns`` (tracking URI ``file:.../RUN/mlruns``).
 
 One MLflow run per fcdd run, named after the run folder, in the experiment ``fcdd``: the options
 as params, the versions as tags, per-epoch metrics ``train/*`` (step = epoch), the final metrics
-``test/*`` and the report's figures as artifacts (``figures/``). A resumed run (``--resume``
+``final/*`` and the report's figures as artifacts (``figures/``). A resumed run (``--resume``
 with a checkpoint) continues its MLflow run. Needs the ``mlflow`` package; ``mlflow-skinny`` is
 enough (``pip install 'fcdd[mlflow]'``). Look at it with ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui
 --backend-store-uri RUN/mlruns`` (the full ``mlflow`` package) or ``MlflowClient``.
@@ -49,7 +49,7 @@ def file_store_allowed() -> Iterator[None]:
 
 
 def store_uri(out: Path) -> str:
-    """The tracking URI of a run folder's store (``file:///…/RUN/mlruns``)."""
+    """The tracking URI of a run folder's store (``file:///.../RUN/mlruns``)."""
     return (Path(out) / MLRUNS_DIR).resolve().as_uri()
 
 
@@ -119,7 +119,7 @@ class MlflowTracker(Tracker):
         self._log_metrics(epoch_values(history), "train/", epoch)
 
     def finish(self, step: int, metrics: dict[str, float]) -> None:
-        self._log_metrics(metrics, "test/", step)
+        self._log_metrics(metrics, "final/", step)
 
     def figures(self, step: int, images: dict[str, Path]) -> None:
         run_id = self.run_id()

@@ -1,6 +1,6 @@
 """``--loggers tensorboard``: event files in ``RUN/tensorboard/`` (``tensorboard --logdir RUN``).
 
-Scalars ``train/*`` per epoch (losses, lr, throughput) and ``test/*`` once at the end (the
+Scalars ``train/*`` per epoch (losses, lr, throughput) and ``final/*`` once at the end (the
 metrics of metrics.json), the options as text and, with their final metrics, in the HParams
 dashboard (``RUN/tensorboard/hparams``), and the report's figures as images. Needs the
 ``tensorboard`` package (``pip install 'fcdd[tensorboard]'``).
@@ -51,7 +51,7 @@ class TensorBoardTracker(Tracker):
 
     def finish(self, step: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
-            self.writer.add_scalar(f"test/{key}", value, step)
+            self.writer.add_scalar(f"final/{key}", value, step)
         # the HParams dashboard: options beside the final metrics (its own run folder, "hparams")
         self.writer.add_hparams(flat_params(self.config), {f"hparam/{k}": v for k, v in metrics.items()}, run_name="hparams")
 
