@@ -96,3 +96,15 @@ def test_report_shows_the_thresholds_on_the_test_set_in_calibrated_colours(repor
     assert calibrated["normalisation"] == "calibrated" and calibrated["range"] == pytest.approx([low, high])
     assert all([item["lo"], item["hi"]] == pytest.approx([low, high]) for block in calibrated["blocks"] for item in block["items"])
     assert '"c": "data:image' in page  # the cards carry calibrated overlays too
+
+
+def test_every_json_of_a_run_with_its_report_is_strict(report_run):
+    """metrics, history, galleries, plot points: no NaN or Infinity anywhere (strict parsers refuse them)."""
+
+    def refuse(constant: str):
+        raise ValueError(f"non-strict JSON constant {constant}")
+
+    files = sorted(Path(report_run.out).rglob("*.json"))
+    assert {"metrics.json", "history.json", "galleries.json"} <= {p.name for p in files}
+    for path in files:
+        json.loads(path.read_text(), parse_constant=refuse)
