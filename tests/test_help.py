@@ -42,7 +42,7 @@ def test_help_mentions_only_commands_that_exist(subparsers):
 def test_list_has_a_section_for_every_kind_of_name(capsys, subparsers):
     subparsers["list"].parse_args([]).func(None)
     titles = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
-    assert titles == ["nets", "encoder-decoders", "datasets", "objectives", "noise modes", "supervision modes", "presets", "loggers"]
+    assert titles == ["nets", "encoder-decoders", "datasets", "objectives", "noise modes", "supervision modes", "presets", "loggers", "executors"]
 
 
 def test_train_help_has_the_groups_in_order(subparsers):

@@ -19,6 +19,7 @@ SRC = Path(fcdd.__file__).resolve().parent
 LAYERS = {
     "fcdd.registry": 0, "fcdd.io": 0, "fcdd.runtime": 0,
     "fcdd.presets": 1, "fcdd.config": 1,
+    "fcdd.data.cache": 1.9,  # the decoded-image cache below the image sets that hold its views
     "fcdd.data.base": 2.0, "fcdd.data.transforms": 2.0, "fcdd.data.download": 2.0,
     "fcdd.data": 2.1,  # readers of the layouts
     "fcdd.data.noise": 2.2,
@@ -36,7 +37,7 @@ LAYERS = {
     "fcdd.detector": 11, "fcdd.preprocess": 11, "fcdd.overlay": 11, "fcdd.predict": 11,
     "fcdd.__init__": 12, "fcdd.__main__": 12, "fcdd.api": 12, "fcdd.runner": 12, "fcdd.compare": 12,
     "fcdd.export": 12, "fcdd.serve": 12, "fcdd.cli": 12, "fcdd.commands": 12, "fcdd.demo": 12,
-    "fcdd.evaluate_run": 12, "fcdd.runs_index": 12,
+    "fcdd.evaluate_run": 12, "fcdd.runs_index": 12, "fcdd.executors": 12,
 }
 #: fcdd modules that need an optional extra, so they are imported where they are used
 OPTIONAL = {"fcdd.serve.app"}

@@ -4,8 +4,9 @@ Every option lives here once, with its type, default and help text. The CLI buil
 from these fields, YAML files are checked against them, and the Python API takes the object
 itself: ``fcdd.train(Config(data="...", epochs=5))``.
 
-Defaults are the FCDD paper's MVTec-AD settings (224x224, VGG11 with ImageNet weights, confetti
-noise, 200 epochs), meant for a GPU. ``configs/cpu-fast.yaml`` is the documented CPU setting.
+Defaults follow the FCDD paper's MVTec-AD settings in outline (224x224, VGG11 with ImageNet
+weights, confetti noise, 200 epochs), meant for a GPU; ``--preset mvtec`` is that paper's recipe
+in full (``fcdd.presets``). ``configs/cpu-fast.yaml`` is the documented CPU setting.
 """
 
 from __future__ import annotations
@@ -100,20 +101,26 @@ class Config:
     dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)", group="data")
     category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets", group="data")
     image_size: int = option(224, "side of the square network input; images and masks are resized to it", ge=MIN_IMAGE_SIZE, le=4096, group="data")
+    load_size: int | None = option(None, "decode the nominal training images also at this larger side: each training image is then, half the time each, a random image-size crop or a resize of it (the FCDD paper's MVTec pipeline, 240); evaluation sees images resized to --image-size (none: training images are decoded at --image-size only)", ge=MIN_IMAGE_SIZE, le=4096, group="data")
     channels: int = option(0, "1 grey, 3 colour, 0 decide from the images", ge=0, le=3, group="data")
     augment_flip: str = option("h", "random flips during training (h horizontal, v vertical)", ("none", "h", "v", "hv"), group="data")
     augment_shift: float = option(0.0625, "random translation during training, as a fraction of the image side", ge=0, le=0.5, group="data")
     augment_jitter: float = option(0.1, "random brightness/contrast change during training (0 = off)", ge=0, le=1, group="data")
     standardise_images: bool = option(False, "FCDD / HSC nets: standardise every image to a fixed mean and spread before the net (removes exposure differences between photos)", group="data")
-    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training", ge=0, le=1, group="data")
+    preprocessing: str = option("channels", "FCDD / HSC nets: how the net normalises its [0, 1] input: per channel (ImageNet statistics for pretrained weights, else the training set's), or lcn_minmax, the paper's local contrast normalisation per image (minus its mean, divided by its mean absolute deviation) then min-max scaling per channel with the minimum and maximum of the normalised training images (stored in the snapshot)", ("channels", "lcn_minmax"), group="data")
+    augment_noise: float = option(0.0, "standard deviation of Gaussian pixel noise added during training ([0, 1] units, or a multiple of each image's own standard deviation with --augment-noise-relative)", ge=0, le=1, group="data")
+    augment_noise_relative: bool = option(False, "--augment-noise is a multiple of each image's own standard deviation (the paper's MVTec noise: 0.1) instead of a fixed one", group="data")
+    augment_noise_p: float = option(1.0, "probability that a training image gets the pixel noise (the paper's MVTec noise: 0.5)", ge=0, le=1, group="data")
     ovr: bool = option(False, "custom layout: one-vs-rest, the nominal class vs all other class folders", group="data")
     preset: str | None = option(None, "apply a data-set preset's settings before the other options", group="data")
     datadir: str | None = option(None, "where downloadable data sets are stored (presets that can download)", group="data")
     download: bool = option(False, "download a torchvision-style data set into --datadir when online", group="data")
+    cache_dir: str | None = option(None, "decoded-image cache for sets larger than memory: the decoded, resized images are written once into a memory-mapped file there and reused by later runs (auto: ~/.cache/fcdd; default: decode into memory)", group="data")
     # network
     net: str = option("vgg11", "network (see `fcdd list`)", group="network")
     width: float = option(1.0, "channel width multiplier of the network (1.0 = paper)", gt=0, le=16, group="network")
     pretrained: str = option("auto", "ImageNet weights: 'auto' (find them offline), 'none', or a file path", group="network")
+    frozen_bn: str = option("fixed", "batch norms of the frozen pretrained stages: keep their ImageNet statistics (fixed), or normalise by each batch in training and update their running statistics (adapt, as the paper's code, whose frozen layers stay in training mode)", ("fixed", "adapt"), group="network")
     # objective
     objective: str = option("fcdd", "training objective (see `fcdd list`)", group="objective")
     supervise_mode: str = option("malformed_normal", "where the training anomalies come from (see `fcdd list`)", group="objective: fcdd / hsc")
@@ -140,14 +147,18 @@ class Config:
     # training
     epochs: int = option(200, "training epochs", ge=0, group="training")
     batch_size: int = option(16, "training batch size", ge=2, group="training")
+    accumulate: int = option(1, "gradient accumulation: the optimiser steps once per this many batches, on their mean loss (the paper's MVTec setting: 8 batches of 16, 128 images a step); an epoch's last, partial group steps too", ge=1, le=4096, group="training")
+    epoch_repeats: int = option(1, "each epoch passes over the training set this many times, in one shuffled order (the paper repeats MVTec-AD's small training sets 10 times)", ge=1, le=10000, group="training")
     optimizer: str = option("adam", "optimiser", ("adam", "sgd"), group="training")
     lr: float = option(1e-3, "learning rate", gt=0, le=10, group="training")
     weight_decay: float = option(1e-6, "weight decay", ge=0, le=1, group="training")
     momentum: float = option(0.9, "SGD momentum", gt=0, lt=1, group="training")
     milestones: list[int] = option([], "epochs at which the learning rate is multiplied by lr_gamma (comma separated)", ge=1, group="training")
     lr_gamma: float = option(0.1, "learning-rate factor at each milestone", gt=0, le=1, group="training")
+    lr_decay: float | None = option(None, "learning-rate factor after every epoch (exponential decay, the paper's 0.985 on MVTec-AD; composes with --milestones; none: off)", gt=0, le=1, group="training")
     seed: int = option(0, "random seed (data order, augmentation, noise and initialisation)", ge=0, le=MAX_SEED, group="training")
     device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, ...", group="training")
+    devices: int = option(1, "`fcdd train`: train one model in this many processes, data parallel (one per GPU, or CPU processes with --device cpu), started as torchrun does; the result equals one process with the same --batch-size, and a run resumes with any count (under torchrun its --nproc-per-node counts instead)", ge=1, le=1024, group="training")
     threads: int = option(0, "CPU threads for torch (0 = torch's default)", ge=0, le=1024, group="training")
     precision: str = option("auto", "training arithmetic: autocast to bf16 / fp16 or plain fp32; auto = bf16 on CPUs with bf16 instructions and on CUDA GPUs that have it, else fp16 on CUDA, else fp32 (evaluation stays fp32)", ("auto", "fp32", "bf16", "fp16"), group="training")
     channels_last: bool = option(True, "keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs; same results)", group="training")

@@ -1,8 +1,10 @@
-"""In-memory image sets and the data-set registry.
+"""Image sets and the data-set registry.
 
 Images are decoded and resized once, then kept as uint8 tensors: training augmentation and
 synthetic anomalies run on whole batches in torch, so the network, not the input pipeline, is
-what a training step waits for.
+what a training step waits for. Sets too large for memory go through the decoded-image cache
+(``--cache-dir``, ``fcdd.data.cache``): ``ImageSet.images`` is then a ``Rows`` view of a
+memory-mapped file, subsets are index views of it, and only indexed batches are read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fcdd.data.cache import Rows, cache_root, cached_images
 from fcdd.registry import Registry
 
 if TYPE_CHECKING:
@@ -44,19 +47,26 @@ class ImageSet:
 
     ``kinds`` holds the defect type (or class name) of each image, ``paths`` where it came from,
     ``mask_paths`` its ground-truth file (None without one), for metrics at the mask's own size.
+    ``images`` (and ``maps``) may be ``Rows`` of a memory-mapped cache instead of a tensor: they
+    index, slice, ``len``, ``shape`` and ``float()`` the same, and ``subset`` keeps them views.
+    Sets without masks carry ``no_maps`` (one zero row, expanded, never materialised).
+    ``loaded`` (nominal training sets with ``--load-size``) holds the same images decoded at that
+    larger side, which training crops or resizes; everything else uses ``images``.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | Rows
     labels: torch.Tensor
-    maps: torch.Tensor
+    maps: torch.Tensor | Rows
     kinds: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     mask_paths: list[str | None] = field(default_factory=list)
+    loaded: torch.Tensor | Rows | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if not (len(self.labels) == len(self.maps) == n):
-            raise DataError(f"inconsistent set: {n} images, {len(self.labels)} labels, {len(self.maps)} maps")
+        if not (len(self.labels) == len(self.maps) == n) or (self.loaded is not None and len(self.loaded) != n):
+            raise DataError(f"inconsistent set: {n} images, {len(self.labels)} labels, {len(self.maps)} maps"
+                            + ("" if self.loaded is None else f", {len(self.loaded)} images at the load size"))
         self.kinds = self.kinds or ["" for _ in range(n)]
         self.paths = self.paths or [f"#{i}" for i in range(n)]
         self.mask_paths = self.mask_paths or [None] * n
@@ -65,19 +75,24 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, index: Sequence[int] | torch.Tensor) -> ImageSet:
+        """The images at ``index``: a copy of in-memory images, an index view of cached ones
+        (so a hold-out split of a cached set reads nothing)."""
         index = torch.as_tensor(index, dtype=torch.long)
         idx = index.tolist()
         return ImageSet(
-            self.images[index], self.labels[index], self.maps[index],
+            take_rows(self.images, index), self.labels[index], take_rows(self.maps, index),
             [self.kinds[i] for i in idx], [self.paths[i] for i in idx], [self.mask_paths[i] for i in idx],
+            None if self.loaded is None else take_rows(self.loaded, index),
         )
 
     @staticmethod
     def concat(sets: Sequence[ImageSet]) -> ImageSet:
+        """One set after another; views of one cache file stay a view (see ``concat_rows``)."""
         return ImageSet(
-            torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), torch.cat([s.maps for s in sets]),
+            concat_rows([s.images for s in sets]), torch.cat([s.labels for s in sets]), concat_rows([s.maps for s in sets]),
             [k for s in sets for k in s.kinds], [p for s in sets for p in s.paths],
             [m for s in sets for m in s.mask_paths],
+            concat_rows([s.loaded for s in sets]) if sets and all(s.loaded is not None for s in sets) else None,
         )
 
     @property
@@ -86,8 +101,46 @@ class ImageSet:
 
     @property
     def has_maps(self) -> bool:
-        """Whether any anomalous image carries a non-empty ground-truth map."""
-        return bool((self.maps[self.labels == 1] > 0).any()) if (self.labels == 1).any() else False
+        """Whether any anomalous image carries a non-empty ground-truth map (read in chunks, so
+        a large or cached set is never copied whole)."""
+        anomalous = (self.labels == 1).nonzero().flatten()
+        if len(anomalous) == 0 or is_blank(self.maps):
+            return False
+        return any(bool((self.maps[anomalous[i : i + 256]] > 0).any()) for i in range(0, len(anomalous), 256))
+
+
+def no_maps(n: int, size: int) -> torch.Tensor:
+    """(n, 1, size, size) all-zero maps of a set without masks: one zero row expanded, so a large
+    set costs no memory for them; indexing it gives ordinary tensors, writing into it fails."""
+    return torch.zeros(1, 1, size, size, dtype=torch.uint8).expand(n, 1, size, size)
+
+
+def is_blank(rows: torch.Tensor | Rows) -> bool:
+    """Whether ``rows`` is ``no_maps``-like: one all-zero row expanded (cheap to tell)."""
+    return isinstance(rows, torch.Tensor) and rows.ndim > 0 and rows.stride(0) == 0 and (len(rows) == 0 or not rows[0].any())
+
+
+def take_rows(rows: torch.Tensor | Rows, index: torch.Tensor) -> torch.Tensor | Rows:
+    """``rows[index]`` that keeps cache views views and blank maps blank."""
+    if isinstance(rows, Rows):
+        return rows.take(index)
+    if is_blank(rows):
+        return rows[:1].expand(len(index), *rows.shape[1:]) if len(rows) else rows[index]
+    return rows[index]
+
+
+def concat_rows(parts: Sequence[torch.Tensor | Rows]) -> torch.Tensor | Rows:
+    """Parts one after another: views of one cache file as one view, blank maps blank; anything
+    else in memory (cached parts of different files are read then, with a logged note)."""
+    if parts and all(isinstance(p, Rows) and p.same_file(parts[0]) for p in parts):
+        first = parts[0]
+        return Rows(first.base, torch.cat([p.index for p in parts]), first.pages)
+    if parts and all(is_blank(p) for p in parts):
+        return torch.zeros((1, *parts[0].shape[1:]), dtype=parts[0].dtype).expand(sum(len(p) for p in parts), *parts[0].shape[1:])
+    cached = [p for p in parts if isinstance(p, Rows)]
+    if cached:
+        log.info("concatenating image sets of different sources reads %d cached images into memory", sum(len(p) for p in cached))
+    return torch.cat([p.load() if isinstance(p, Rows) else p for p in parts])
 
 
 @dataclass
@@ -266,10 +319,15 @@ def decide_channels(paths: Sequence[Path], requested: int) -> int:
     return 1
 
 
-def load_images(paths: Sequence[Path], channels: int, size: int) -> torch.Tensor:
-    """Decode and resize many files in threads (PIL releases the GIL while decoding)."""
+def load_images(paths: Sequence[Path], channels: int, size: int, cache_dir: str | Path | None = None) -> torch.Tensor | Rows:
+    """Decode and resize many files in threads (PIL releases the GIL while decoding), into
+    memory; with a ``cache_dir`` (``--cache-dir``) as ``Rows`` of the memory-mapped cache file
+    of these files, decoded (streamed, never all in memory) only when it has none yet."""
     if not paths:
         return torch.zeros(0, channels, size, size, dtype=torch.uint8)
+    root = cache_root(cache_dir)
+    if root is not None:
+        return cached_images(paths, channels, size, root, lambda path: read_image(path, channels, size))
 
     def one(path: Path) -> np.ndarray:
         return read_image(path, channels, size)
@@ -277,6 +335,16 @@ def load_images(paths: Sequence[Path], channels: int, size: int) -> torch.Tensor
     with ThreadPoolExecutor(max_workers=4) as pool:
         arrays = list(pool.map(one, paths))
     return torch.from_numpy(np.stack(arrays))
+
+
+def with_load_size(images: ImageSet, files: Sequence[Path], channels: int, load_size: int | None,
+                   cache_dir: str | Path | None = None) -> ImageSet:
+    """A nominal training set with ``loaded``: its files decoded again at ``load_size``
+    (``--load-size``), for training's crops; as it is when ``load_size`` is None. Each file is
+    decoded twice (once per side), so ``images`` stays what evaluation and prediction decode."""
+    if load_size is None:
+        return images
+    return dataclasses.replace(images, loaded=load_images(files, channels, load_size, cache_dir))
 
 
 def binary_mask(image: Image.Image) -> np.ndarray:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fcdd.data.base import DATASETS, DataError, DataSplits, ImageSet, decide_channels, list_images, load_images
+from fcdd.data.base import DATASETS, DataError, DataSplits, ImageSet, decide_channels, list_images, load_images, no_maps
 
 if TYPE_CHECKING:
     from fcdd.config import Config
 
 
-def _set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: int) -> ImageSet:
-    return ImageSet(load_images(files, channels, size), torch.tensor(labels, dtype=torch.long),
-                    torch.zeros(len(files), 1, size, size, dtype=torch.uint8), kinds, [str(p) for p in files])
+def _set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: int, cache_dir: str | None = None) -> ImageSet:
+    return ImageSet(load_images(files, channels, size, cache_dir), torch.tensor(labels, dtype=torch.long),
+                    no_maps(len(files), size), kinds, [str(p) for p in files])
 
 
 def _pick_class(category: str | None, classes: list[str], root: Path) -> str:
@@ -53,8 +53,8 @@ def imagenet(config: Config) -> DataSplits:
         test_files += files
         labels += [int(cls != nominal)] * len(files)
         kinds += ["good" if cls == nominal else cls] * len(files)
-    return DataSplits(_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size),
-                      _set(test_files, labels, kinds, channels, config.image_size), name=f"imagenet-{nominal}")
+    return DataSplits(_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size, config.cache_dir),
+                      _set(test_files, labels, kinds, channels, config.image_size, config.cache_dir), name=f"imagenet-{nominal}")
 
 
 def _voc_root(data: str | None) -> Path:
@@ -95,7 +95,7 @@ def voc(config: Config) -> DataSplits:
     test_files, labels = files("val", False)
     channels = 3
     return DataSplits(
-        _set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size),
-        _set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, config.image_size),
+        _set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size, config.cache_dir),
+        _set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, config.image_size, config.cache_dir),
         name=f"voc-{nominal}",
     )

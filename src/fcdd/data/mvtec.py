@@ -29,6 +29,8 @@ from fcdd.data.base import (
     list_images,
     load_images,
     load_mask,
+    no_maps,
+    with_load_size,
 )
 
 if TYPE_CHECKING:
@@ -123,17 +125,18 @@ class MVTecLayout:
             raise DataError(f"{test_root}: no test images")
         return train, test
 
-    def load(self, size: int, channels: int = 0) -> tuple[ImageSet, ImageSet]:
+    def load(self, size: int, channels: int = 0, cache_dir: str | None = None, load_size: int | None = None) -> tuple[ImageSet, ImageSet]:
         train_files, test_files = self.files()
         self._check_mask_folders(test_files)
         self._check_orphan_masks(test_files)
         channels = decide_channels(train_files, channels)
         train = ImageSet(
-            load_images(train_files, channels, size),
+            load_images(train_files, channels, size, cache_dir),
             torch.zeros(len(train_files), dtype=torch.long),
-            torch.zeros(len(train_files), 1, size, size, dtype=torch.uint8),
+            no_maps(len(train_files), size),
             ["good"] * len(train_files), [str(p) for p in train_files],
         )
+        train = with_load_size(train, train_files, channels, load_size, cache_dir)
         paths, labels, kinds, maps, mask_paths = [], [], [], [], []
         for defect, files in test_files.items():
             nominal = defect in NOMINAL_NAMES
@@ -145,7 +148,7 @@ class MVTecLayout:
                 labels.append(0 if nominal else 1)
                 kinds.append("good" if nominal else defect)
         test = ImageSet(
-            load_images(paths, channels, size), torch.tensor(labels), torch.from_numpy(np.stack(maps)), kinds, [str(p) for p in paths],
+            load_images(paths, channels, size, cache_dir), torch.tensor(labels), torch.from_numpy(np.stack(maps)), kinds, [str(p) for p in paths],
             mask_paths,
         )
         return train, test
@@ -172,7 +175,7 @@ def mvtec(config: Config) -> DataSplits:
     if not config.data:
         raise DataError("the mvtec data set needs --data (a category folder or a folder of categories)")
     root = MVTecLayout.resolve(config.data, config.category)
-    train, test = MVTecLayout(root).load(config.image_size, config.channels)
+    train, test = MVTecLayout(root).load(config.image_size, config.channels, config.cache_dir, config.load_size)
     return DataSplits(train, test, name=root.name)
 
 

@@ -170,5 +170,5 @@ def synthetic(config: Config) -> DataSplits:
     """Generated on first use (into ``--data`` or the user cache) and then read as MVTec layout."""
     category = config.category or TEXTURES[0]
     root = generate(config.data or default_location(), category=category, seed=0)
-    train, test = MVTecLayout(root).load(config.image_size, config.channels)
+    train, test = MVTecLayout(root).load(config.image_size, config.channels, load_size=config.load_size)
     return DataSplits(train, test, name=f"synthetic-{category}")

@@ -2,10 +2,13 @@
 
 Preprocessing (as in the FCDD paper's per-size pipelines, simplified to one rule): every image is
 resized once to ``image_size`` (bilinear; masks nearest) and scaled to [0, 1]. The network itself
-normalises per channel (``FCDDNet.normalise``): ImageNet mean/std for pretrained backbones,
+normalises (``FCDDNet.normalise``): per channel, with ImageNet mean/std for pretrained backbones,
 otherwise the mean/std of the nominal training images, estimated once per run and stored in the
-snapshot. Training adds random flips, a random shift (reflection padding), brightness/contrast
-jitter and optional pixel noise; evaluation uses the resized image only.
+snapshot; or (``--preprocessing lcn_minmax``) by the paper's local contrast normalisation and
+min-max scaling. Training adds random flips, a random shift (reflection padding), brightness/contrast
+jitter and optional pixel noise; evaluation uses the resized image only. With ``--load-size`` the
+nominal training images are also decoded at that larger side and each training image is first,
+half the time each, a random ``image_size`` crop or a resize of it (``crop_or_resize``).
 """
 
 from __future__ import annotations
@@ -45,16 +48,25 @@ class Augment:
     shift: float = 0.0625
     jitter: float = 0.1
     noise: float = 0.0
+    #: ``noise`` is a multiple of each image's own standard deviation (else in [0, 1] units)
+    noise_relative: bool = False
+    #: probability that an image gets the noise
+    noise_p: float = 1.0
+    #: the network's input side; larger images (``--load-size``) are cropped or resized to it first
+    size: int | None = None
 
     @classmethod
     def from_config(cls, config) -> Augment:
-        return cls(config.augment_flip, config.augment_shift, config.augment_jitter, config.augment_noise)
+        return cls(config.augment_flip, config.augment_shift, config.augment_jitter, config.augment_noise,
+                   config.augment_noise_relative, config.augment_noise_p, config.image_size if config.load_size is not None else None)
 
     def __call__(self, images: torch.Tensor, maps: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(images)
         if n == 0:
             return images, maps
         dev = images.device
+        if self.size is not None and images.shape[-1] != self.size:
+            images, maps = crop_or_resize(images, maps, self.size, generator)
 
         def rand(*shape):
             return torch.rand(*shape, generator=generator).to(dev)
@@ -80,8 +92,41 @@ class Augment:
         if self.jitter > 0:
             images = brightness_contrast(images, self.jitter, generator, clamp=False)
         if self.noise > 0:
-            images = images + torch.randn(images.shape, generator=generator).to(dev) * self.noise
+            images = images + pixel_noise(images, self.noise, self.noise_relative, self.noise_p, generator)
         return images.clamp(0, 1), maps
+
+
+def pixel_noise(images: torch.Tensor, std: float, relative: bool, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise to add to ``images``: of standard deviation ``std``, or ``std`` times each
+    image's own (over its pixels and channels, as the paper's MVTec noise), on a random share
+    ``p`` of the images (the rest get none)."""
+    noise = torch.randn(images.shape, generator=generator).to(images.device) * std
+    if relative:
+        noise = noise * images.std(dim=(1, 2, 3), keepdim=True)
+    if p < 1:
+        noise = noise * (torch.rand(len(images), generator=generator) < p).to(images.device, images.dtype).view(-1, 1, 1, 1)
+    return noise
+
+
+def crop_or_resize(images: torch.Tensor, maps: torch.Tensor, size: int, generator: torch.Generator,
+                   p_crop: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (larger) image, with its map, to ``size``: with probability ``p_crop`` a ``size`` crop at
+    a uniformly random whole-pixel position (top-left corner in 0 .. side - size), else the whole
+    image resized (bilinear with antialiasing, as the test images' decode; maps nearest).
+
+    The FCDD paper's MVTec training does this to its 240 px images (``RandomChoice`` of a 224 crop
+    and a resize, nearest in its code), and its tests see the resize. Maps of another size than
+    the images (the blank maps of nominal training sets) are first brought to the images' side."""
+    n, side = len(images), images.shape[-1]
+    if maps.shape[-1] != side:
+        maps = F.interpolate(maps, size=(side, side), mode="nearest")
+    crop = (torch.rand(n, generator=generator) < p_crop).to(images.device).view(n, 1, 1, 1)
+    top, left = torch.randint(0, side - size + 1, (2, n), generator=generator).tolist()
+    cropped = torch.stack([images[i, :, top[i] : top[i] + size, left[i] : left[i] + size] for i in range(n)])
+    cropped_maps = torch.stack([maps[i, :, top[i] : top[i] + size, left[i] : left[i] + size] for i in range(n)])
+    resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    resized_maps = F.interpolate(maps, size=(size, size), mode="nearest")
+    return torch.where(crop, cropped, resized), torch.where(crop, cropped_maps, resized_maps)
 
 
 def brightness_contrast(images: torch.Tensor, strength: float, generator: torch.Generator, clamp: bool = True) -> torch.Tensor:

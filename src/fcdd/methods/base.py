@@ -69,6 +69,14 @@ class Method(nn.Module):
             if module is not self and hasattr(module, "set_input_normalisation") and getattr(module, "normalisation", "") == "dataset":
                 module.set_input_normalisation(mean, std)
 
+    def fit_input_range(self, train_images: torch.Tensor) -> None:
+        """Before training, from the nominal training images (uint8): let every sub-network that
+        measures its input range do so (``FCDDNet.fit_input_range``; the ``lcn_minmax``
+        preprocessing), into buffers, so the snapshot normalises as training did."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "fit_input_range"):
+                module.fit_input_range(train_images)
+
     def frozen_modules(self) -> list[nn.Module]:
         """Modules whose weights stay fixed (pretrained early stages)."""
         frozen: list[nn.Module] = []

@@ -53,7 +53,7 @@ class FCDD(Method):
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
-                             standardise=config.standardise_images)
+                             standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
 

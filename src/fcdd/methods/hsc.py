@@ -42,7 +42,7 @@ class HSC(Method):
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
-                             standardise=config.standardise_images)
+                             standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.net.head = nn.Identity()  # the spatial 1x1 head is replaced by the global one
         self.net.spatial = False
         with torch.no_grad():

@@ -8,6 +8,7 @@ dilation, so every network gets it for free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,21 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: input normalisations an ``FCDDNet`` can apply (``use_preprocessing``, the ``preprocessing`` option)
+PREPROCESSING = ("channels", "lcn_minmax")
+#: images per chunk when the min-max range of a training set is measured (bounded memory)
+RANGE_CHUNK = 64
+
+
+def local_contrast_normalise(x: torch.Tensor) -> torch.Tensor:
+    """Each image minus its mean, divided by its mean absolute deviation (over all its pixels and
+    channels), as the FCDD paper's MVTec pipeline does ("l1" LCN); a flat image is only centred.
+
+    Exposure and contrast differences between photos vanish: the result is the same for ``a * x + b``
+    with any ``a > 0``."""
+    centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    spread = centred.abs().mean(dim=(1, 2, 3), keepdim=True)
+    return centred / torch.where(spread > 0, spread, torch.ones_like(spread))
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,8 @@ class FCDDNet(nn.Module):
     spatial: bool = True
     #: standardise every image on its own before the channel normalisation (see ``normalise``)
     standardise_inputs: bool = False
+    #: the input normalisation, one of ``PREPROCESSING`` (set by ``use_preprocessing``)
+    preprocessing: str = "channels"
     #: how far (px) a unit's true receptive centre may lie from ``receptive_field.centre``
     #: (nets that upsample a coarse branch alternate between neighbouring units)
     centre_tolerance: float = 0.0
@@ -115,14 +133,49 @@ class FCDDNet(nn.Module):
         self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3).view(1, -1, 1, 1))
 
+    def use_preprocessing(self, name: str) -> None:
+        """Choose the input normalisation. ``lcn_minmax`` adds the buffers ``input_low`` and
+        ``input_high`` (per channel, set by ``fit_input_range``), so they are part of the state
+        dict and every snapshot, prediction and export normalises as training did."""
+        if name not in PREPROCESSING:
+            raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}, got {name!r}")
+        self.preprocessing = name
+        if name == "lcn_minmax" and not hasattr(self, "input_low"):
+            device = self.input_mean.device
+            self.register_buffer("input_low", torch.zeros(1, self.in_channels, 1, 1, device=device))
+            self.register_buffer("input_high", torch.ones(1, self.in_channels, 1, 1, device=device))
+
+    @torch.no_grad()
+    def fit_input_range(self, images: torch.Tensor, chunk: int = RANGE_CHUNK) -> None:
+        """``lcn_minmax``: the per-channel minimum and maximum of the contrast-normalised training
+        images (uint8 or [0, 1]; the paper hard-codes these per MVTec class), measured in chunks
+        on the net's device; other preprocessing: nothing to measure."""
+        if self.preprocessing != "lcn_minmax" or len(images) == 0:
+            return
+        low = torch.full((self.in_channels,), math.inf, device=self.input_low.device)
+        high = torch.full((self.in_channels,), -math.inf, device=self.input_low.device)
+        for start in range(0, len(images), chunk):
+            x = images[start : start + chunk]
+            x = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).to(self.input_low.device)
+            lcn = local_contrast_normalise(x)
+            low = torch.minimum(low, lcn.amin(dim=(0, 2, 3)))
+            high = torch.maximum(high, lcn.amax(dim=(0, 2, 3)))
+        self.input_low.copy_(low.view(1, -1, 1, 1))
+        self.input_high.copy_(torch.maximum(high, low + 1e-6).view(1, -1, 1, 1))
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] images to the net's input space; grey images are repeated for RGB backbones.
 
         With ``standardise_inputs`` each image is first shifted and scaled to mean 0.5 and
         standard deviation 0.25 over all its pixels and channels (colour balance is kept): photos
         of the same part taken at different exposures then look alike to the net, as the FCDD
-        paper's per-image contrast normalisation intends.
+        paper's per-image contrast normalisation intends. ``lcn_minmax`` replaces both that and
+        the channel normalisation (LCN is unchanged by a per-image standardisation anyway): the
+        paper's pipeline feeds its nets the min-max scaled LCN images, ImageNet weights included.
         """
+        if self.preprocessing == "lcn_minmax":
+            x = (local_contrast_normalise(x) - self.input_low) / (self.input_high - self.input_low)
+            return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 and self.input_mean.shape[1] == 3 else x
         if self.standardise_inputs:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)

@@ -14,8 +14,10 @@ from fcdd.models.registry import NETS
 VGG11_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 # the FCDD net stops at the last convolution before the fourth pooling (a 28x28 map at 224)
 _STAGES = VGG11_LAYOUT[:9]
-#: indices (torchvision layout) of the layers frozen when ImageNet weights are used
-_FROZEN_LAYERS = 10
+#: layers (torchvision layout) frozen when ImageNet weights are used: the first four convolutions
+#: with their batch norms, ReLUs and the three poolings between them, up to the third pooling
+#: (``features[:15]``, as the paper's FCDD_CNN224_VGG_F); the two 512-channel blocks and the head train
+_FROZEN_LAYERS = 15
 
 
 def vgg_bn_layers(layout, in_channels: int, width: float = 1.0, inplace: bool = True) -> tuple[list[nn.Module], int]:

@@ -20,6 +20,7 @@ from fcdd.evaluation import evaluate
 from fcdd.rundir import Run, has_checkpoint, resume_checkpoint, write_config, write_run
 from fcdd.runtime import run_logging, versions
 from fcdd.tracking import open_tracking
+from fcdd.training.distributed import current, session
 from fcdd.training.setup import effective_config, prepare
 from fcdd.training.trainer import make_learner
 
@@ -59,7 +60,10 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
     """Train, evaluate, calibrate and write the run folder (when ``config.out`` is set)."""
     config = effective_config(config)
     out = Path(config.out) if config.out else None
-    with removed_if_unstarted(out), run_logging(out), open_tracking(config, out) as tracking:  # the log file closes before a removal
+    main = current().is_main  # with several processes (torchrun) rank 0 alone writes the run folder; all read it
+    writes = out if main else None
+    tracked = config if main else config.replace(loggers=[])  # the trackers record rank 0's run
+    with session(config.device), removed_if_unstarted(writes), run_logging(writes), open_tracking(tracked, writes) as tracking:  # the log file closes before a removal
         checkpoint = resume_checkpoint(config, out) if out else None
         started = time.perf_counter()
         setup = prepare(config, splits)
@@ -72,9 +76,9 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         for note in splits.notes:
             log.info("note: %s", note)
         log.info("objective %s, %s, %s", config.objective, method.describe(), supervision.describe())
-        if out:
-            write_config(config, out)
-        learner = make_learner(config, method, supervision, device, out, tracking.epoch)
+        if writes:
+            write_config(config, writes)
+        learner = make_learner(config, method, supervision, device, writes, tracking.epoch)
         if checkpoint:
             learner.load_checkpoint(checkpoint)
         history = learner.fit(splits.train)
@@ -100,8 +104,8 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
             value = metrics.get(key)
             if value is not None and value == value and value < 0.5:
                 log.warning("%s %.4f is below 0.5: the scores rank anomalies below nominal images (diverged or inverted model?)", key, value)
-        run = Run(config, method, history, evaluation, metrics, splits, out, supervision)
-        if out:
+        run = Run(config, method, history, evaluation, metrics, splits, writes, supervision)
+        if writes:
             write_run(run)
         tracking.finish(metrics["epochs"], metrics)
         return run

@@ -13,6 +13,7 @@ from fcdd.data.supervision import Supervision, build_supervision
 from fcdd.data.transforms import channel_stats
 from fcdd.methods import METHODS, Method, build_method
 from fcdd.runtime import pick_device, seed_everything
+from fcdd.training.distributed import rank_device
 
 
 @dataclass
@@ -44,7 +45,7 @@ def prepare(config: Config, splits: DataSplits | None = None) -> Setup:
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    device = pick_device(config.device)
+    device = rank_device(pick_device(config.device))  # several processes: the GPU of each one's local rank
     splits = prepare_splits(config, splits)
     method = build_method(config, splits.train.channels)
     mean, std = channel_stats(splits.train.images)

@@ -25,6 +25,7 @@ from fcdd.data.transforms import Augment, to_float
 from fcdd.methods import Method
 from fcdd.rundir import History, load_weights, read_checkpoint, write_checkpoint
 from fcdd.runtime import DivergedError, autocast, progress_bar, resolve_precision
+from fcdd.training.distributed import batch_losses, reduce_sums, shard
 
 log = logging.getLogger("fcdd")
 
@@ -100,9 +101,13 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=config.milestones, gamma=config.lr_gamma)
+        # a second, chained schedule (the milestones' checkpoint entry stays as it was)
+        self.lr_decay = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, config.lr_decay) if config.lr_decay is not None else None
         self.history = History()
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(config.seed)
+        #: a batch's per-sample losses: the method's own, or through DDP on this process's shard
+        self.batch_losses = batch_losses(self.method, device, config.batch_size)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -111,6 +116,7 @@ class Trainer:
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "lr_decay": self.lr_decay.state_dict() if self.lr_decay is not None else None,
             "history": self.history.to_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -129,6 +135,8 @@ class Trainer:
         load_weights(self.method, state["method"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.lr_decay is not None and state.get("lr_decay") is not None:
+            self.lr_decay.load_state_dict(state["lr_decay"])
         self.history = History.from_dict(state["history"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -137,17 +145,22 @@ class Trainer:
 
     # --- loop --------------------------------------------------------------------------------
     def _frozen_eval(self) -> None:
-        """Frozen pretrained stages keep their batch-norm statistics."""
+        """Frozen pretrained stages keep their batch-norm statistics (``--frozen-bn fixed``); with
+        ``adapt`` they stay in training mode, as in the paper's code, and follow the data."""
+        if self.config.frozen_bn == "adapt":
+            return
         for module in self.method.frozen_modules():
             module.eval()
 
     def _make_batches(self, train: ImageSet, batches: list[torch.Tensor]) -> Iterator[Batch]:
         """Indexing, augmentation and synthetic anomalies, batch after batch, in order."""
         for idx in batches:
-            images = to_float(train.images[idx]).to(self.device)
+            # with --load-size the larger decode, which ``Augment`` crops or resizes to the input size
+            images = to_float((train.images if train.loaded is None else train.loaded)[idx]).to(self.device)
             maps = train.maps[idx].float().to(self.device)
             images, maps = self.augment(images, maps, self.generator)
             batch = self.supervision(images, maps, self.generator)
+            batch = shard(batch)  # every process made the same global batch; each trains on its part
             batch.images = batch.images.contiguous(memory_format=self.memory_format)
             yield batch
 
@@ -155,7 +168,8 @@ class Trainer:
         self.method.train()
         self._frozen_eval()
         cfg = self.config
-        order = torch.randperm(len(train), generator=self.generator)
+        # --epoch-repeats: every image that many times, in one shuffled order (1: a plain permutation)
+        order = torch.randperm(len(train) * cfg.epoch_repeats, generator=self.generator) % len(train)
         # loss sums (all, nominal, anomalous) and the anomalous count stay on the device, so a
         # step never waits for it; they are read every CHECK_EVERY steps and at the end
         sums = torch.zeros(3, dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device)
@@ -165,6 +179,7 @@ class Trainer:
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         if len(batches) > 1 and len(batches[-1]) < 2:
             batches.pop()  # a batch of one breaks batch norm
+        plan = accumulation_plan([len(b) for b in batches], cfg.accumulate)
         source = self._make_batches(train, batches)
         if self.device.type != "cpu":
             # on an accelerator the CPU is free to prepare the next batch meanwhile; on the CPU
@@ -173,13 +188,16 @@ class Trainer:
             source = prefetch(source)
         bar = progress_bar(source, total=len(batches),
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
+        self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(bar, 1):
+            weight, steps = plan[step - 1]
             with autocast(self.device, self.precision):
-                losses = self.method.training_loss(batch.images, batch.labels, batch.maps, batch.use_maps).float()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(losses.mean()).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+                losses = self.batch_losses(batch, steps).float()  # DDP syncs gradients where the optimiser steps
+            self.scaler.scale(losses.mean() * weight).backward()
+            if steps:  # the last batch of an accumulation group (--accumulate)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
                 anomalous = batch.labels.to(losses.device).bool()
                 sums += torch.stack([losses.sum(), torch.where(anomalous, 0.0, losses).sum(), torch.where(anomalous, losses, 0.0).sum()])
@@ -188,6 +206,7 @@ class Trainer:
             if step % CHECK_EVERY == 0:
                 bar.set_postfix(loss=f"{self._finite_loss(float(sums[0]) / n):.4f}")
         seconds = time.perf_counter() - started
+        sums, n_anomalous, n = reduce_sums(sums, n_anomalous, n)  # over all processes
         total, nominal, anomalous_sum = sums.tolist()
         counts = (n, n - int(n_anomalous), int(n_anomalous))
         self._finite_loss(total / n if n else 0.0)
@@ -198,6 +217,8 @@ class Trainer:
         h.seconds.append(seconds)
         h.images_per_second.append(n / seconds if seconds else 0.0)
         self.scheduler.step()
+        if self.lr_decay is not None:
+            self.lr_decay.step()
         self.epoch += 1
 
     def _finite_loss(self, loss: float) -> float:
@@ -214,6 +235,8 @@ class Trainer:
     def fit(self, train: ImageSet) -> History:
         if len(train) == 0:
             raise ValueError("no training images")
+        if self.epoch == 0:  # a resumed run has the range in its checkpoint
+            self.method.fit_input_range(train.images)
         progress = progress_bar(total=self.config.epochs, initial=self.epoch, desc="training", unit="epoch")
         try:
             while self.epoch < self.config.epochs:
@@ -228,6 +251,20 @@ class Trainer:
         finally:
             progress.close()
         return self.history
+
+
+def accumulation_plan(sizes: list[int], every: int) -> list[tuple[float, bool]]:
+    """Per batch of an epoch: the factor on its mean loss and whether the optimiser steps after it.
+
+    Batches go in groups of ``every`` (the epoch's last group may be shorter and steps too). Each
+    batch's mean loss counts by its share of its group's images, so a step follows the mean loss
+    of all the group's images, as one batch of them would (the paper's code concatenates them)."""
+    plan: list[tuple[float, bool]] = []
+    for start in range(0, len(sizes), every):
+        group = sizes[start : start + every]
+        total = sum(group)
+        plan += [(size / total, i == len(group) - 1) for i, size in enumerate(group)]
+    return plan
 
 
 def epoch_line(epoch: int, epochs: int, h: History) -> str:

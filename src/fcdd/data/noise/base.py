@@ -60,13 +60,19 @@ class PoolSource(NoiseSource):
 
     def __call__(self, nominal, generator):
         pick = torch.randint(len(self.pool), (len(nominal),), generator=generator)
-        content = self.pool[pick].float().div(255).to(nominal.device)
-        c = nominal.shape[1]
-        if content.shape[1] != c:
-            content = content.mean(1, keepdim=True) if c == 1 else content.expand(-1, c, -1, -1)
-        if content.shape[-2:] != nominal.shape[-2:]:
-            content = torch.nn.functional.interpolate(content, size=nominal.shape[-2:], mode="bilinear", align_corners=False)
-        return content, torch.ones(len(nominal), 1, *nominal.shape[-2:], device=nominal.device)
+        return whole_image_outliers(self.pool[pick], nominal)
+
+
+def whole_image_outliers(images: torch.Tensor, nominal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(content, where)`` of uint8 outlier images replacing a nominal batch whole: brought to
+    the batch's channels and size, every pixel marked."""
+    content = images.float().div(255).to(nominal.device)
+    c = nominal.shape[1]
+    if content.shape[1] != c:
+        content = content.mean(1, keepdim=True) if c == 1 else content.expand(-1, c, -1, -1)
+    if content.shape[-2:] != nominal.shape[-2:]:
+        content = torch.nn.functional.interpolate(content, size=nominal.shape[-2:], mode="bilinear", align_corners=False)
+    return content, torch.ones(len(nominal), 1, *nominal.shape[-2:], device=nominal.device)
 
 
 NOISE: Registry[Callable[[Config, DataSplits], NoiseSource]] = Registry("noise mode")
