@@ -18,11 +18,11 @@ from fcdd.training.distributed import World, shard_bounds
 
 #: How close two processes come to one. The float32 sums run in another order (the all-reduces;
 #: one thread per process against the test process's threads), which moves results in the last
-#: bits, and Adam's normalised steps carry that into the weights. Measured on 2 CPU cores: the
-#: epoch losses within 4e-7 relative, the weights within 4e-5 absolute (one process with 1
-#: thread against 2 differs by 8e-5 itself); training without synchronised batch norm, or
-#: without weighting the uneven shards of the last batch (19 images in batches of 8), moves the
-#: weights by 2e-2 and more.
+#: bits, and Adam's normalised steps carry that into the weights. Measured on 2 CPU cores with
+#: this setting: epoch losses within 7e-8 relative, weights within 9e-7 absolute; with a step
+#: every batch (``accumulate=1``) 4e-7 and 4e-5, where one process with 1 thread against 2
+#: differs by 8e-5 itself. Training without synchronised batch norm, or without weighting the
+#: uneven shards of the last batch, moves the weights by 2e-2 and more.
 LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 2e-4
 

@@ -38,12 +38,21 @@ def cmd_train(args) -> None:
 
 @contextlib.contextmanager
 def chosen_folder(requested: Config, world: World) -> Iterator[Config]:
-    """``run_folder`` on rank 0 (a new version is reserved once), its choice shared with the others."""
-    if world.is_main:
-        with run_folder(requested) as config:
-            yield world.share(config)
-    else:
-        yield world.share(None)
+    """``run_folder`` on rank 0 (a new version is reserved once), its choice shared with the other
+    processes; when rank 0 cannot choose (``--resume`` of a finished run) they raise its error."""
+    if not world.is_main:
+        shared = world.share(None)
+        if isinstance(shared, BaseException):
+            raise shared
+        yield shared
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            config = stack.enter_context(run_folder(requested))
+        except Exception as err:
+            world.share(err)
+            raise
+        yield world.share(config)
 
 
 def spawn(config: Config, args: argparse.Namespace) -> None:

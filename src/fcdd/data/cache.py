@@ -133,18 +133,20 @@ class Rows:
         return out
 
     def _gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """Rows at ``positions``: one copy of a contiguous run, else a gather in ascending order."""
+        """Rows at ``positions``: one copy of a contiguous run, else ``index_select`` in ascending
+        file order (sequential reads when the pages come from disk), then back to the order asked
+        (a second ``index_select`` of the small batch; both far faster than advanced indexing)."""
         if len(positions) == 0:
             return torch.empty((0, *self.base.shape[1:]), dtype=self.base.dtype)
         ascending = len(positions) == 1 or bool((positions[1:] > positions[:-1]).all())
         if ascending and int(positions[-1]) - int(positions[0]) == len(positions) - 1:
             return self.base[int(positions[0]) : int(positions[-1]) + 1].clone()
         if ascending:
-            return self.base[positions]
-        order = positions.argsort()
-        out = torch.empty((len(positions), *self.base.shape[1:]), dtype=self.base.dtype)
-        out[order] = self.base[positions[order]]
-        return out
+            return self.base.index_select(0, positions)
+        ordered, order = positions.sort()
+        back = torch.empty_like(order)
+        back[order] = torch.arange(len(order))
+        return self.base.index_select(0, ordered).index_select(0, back)
 
     def take(self, key) -> Rows:
         """A view of some rows (same indexing as ``[]``), nothing read."""
