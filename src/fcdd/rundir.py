@@ -58,7 +58,7 @@ SNAPSHOT_FORMAT = 1
 CHECKPOINT_FORMAT = 1
 
 #: options that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "devices", "threads", "eval_batch_size", "gallery_size", "overlay_alpha", "loggers"}
+RESUMABLE_CHANGES = {"resume", "epochs", "out", "report", "device", "devices", "threads", "eval_batch_size", "gallery_size", "overlay_alpha", "loggers", "cache_dir"}
 
 
 class RunFileError(ValueError):

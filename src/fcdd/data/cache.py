@@ -13,7 +13,12 @@ leaves a temp (``fcdd.io`` names it; the next writer removes it) and never a com
 file; one whose header or length is wrong (truncated on disk) is rebuilt with a logged note.
 
 ``Rows`` is how an ``ImageSet`` holds a cached set: the mapped file plus an index of rows, so
-subsets and hold-out splits are index views and nothing reads all images at once.
+subsets and hold-out splits are index views and nothing reads all images at once. Training,
+evaluation, normalisation statistics and single-pass fits read batches; the trainer's prefetch
+thread (on accelerators) reads its next batch from the map in that thread, which is what
+DataLoader workers would do, without copying the set into worker processes. What still reads a
+whole (small) part: calibration takes the hold-out as float32 with copies (``--holdout``), and
+the report's thumbnails the test set.
 """
 
 from __future__ import annotations
@@ -77,8 +82,9 @@ class _Pages:
     dropped (``MADV_DONTNEED``): the kernel's page cache still holds them for the next epoch, but
     the process's memory stays bounded however large the file is."""
 
-    def __init__(self, mapping: mmap.mmap) -> None:
+    def __init__(self, mapping: mmap.mmap, path: Path) -> None:
         self.mapping = mapping
+        self.path = path
         self.unreleased = 0
 
     def read(self, nbytes: int) -> None:
@@ -126,6 +132,9 @@ class Rows:
         return self.base.ndim
 
     def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, tuple):  # rows first, then the rest on what they give (``images[i, 0]``)
+            picked = self[key[0]]
+            return picked[key[1:]] if picked.ndim < self.base.ndim else picked[(slice(None), *key[1:])]
         positions = self.index[key]
         out = self.base[int(positions)].clone() if positions.ndim == 0 else self._gather(positions)
         if self.pages is not None:
@@ -166,6 +175,21 @@ class Rows:
     def __repr__(self) -> str:
         return f"Rows({tuple(self.shape)}, {self.dtype}, memory-mapped)"
 
+    def __reduce__(self):
+        """Pickled (another process, ``copy.deepcopy``) as the file's name and the index: the
+        receiver maps the same file again instead of receiving the images."""
+        if self.pages is None:
+            return Rows, (self.base.clone(), self.index)
+        n, channels, size = self.base.shape[:3]
+        return _reopen, (str(self.pages.path), n, channels, size, self.index)
+
+
+def _reopen(path: str, n: int, channels: int, size: int, index: torch.Tensor) -> Rows:
+    rows = open_rows(Path(path), n, channels, size)
+    if rows is None:
+        raise OSError(f"{path}: image cache missing or damaged; load the data again")
+    return Rows(rows.base, index, rows.pages)
+
 
 def open_rows(path: Path, n: int, channels: int, size: int) -> Rows | None:
     """The cache file as ``Rows``, or None when it is missing; a file whose header or length
@@ -187,7 +211,7 @@ def open_rows(path: Path, n: int, channels: int, size: int) -> Rows | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only memory: Rows only ever copies out of it
         base = torch.from_numpy(array)
-    return Rows(base, pages=_Pages(mapping))
+    return Rows(base, pages=_Pages(mapping, path))
 
 
 def write_cache(path: Path, files: Sequence[Path], decode: Callable[[Path], np.ndarray], channels: int, size: int) -> None:

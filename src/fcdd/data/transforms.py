@@ -25,8 +25,15 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of a uint8 image set, in [0, 1] units, in bounded memory."""
+#: uint8 values read at once by ``channel_stats`` (it holds about 21 bytes per value while summing)
+STATS_CHUNK_VALUES = 4_000_000
+
+
+def channel_stats(images: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of a uint8 image set, in [0, 1] units, in bounded memory
+    (``chunk`` images at a time; by default as many as make ``STATS_CHUNK_VALUES`` values, ~84 MB)."""
+    per_image = max(1, int(torch.tensor(images.shape[1:]).prod()))
+    chunk = chunk or max(1, STATS_CHUNK_VALUES // per_image)
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     count = 0
