@@ -25,7 +25,7 @@ LAYERS = {
     "fcdd.data.noise": 2.2,
     "fcdd.data.supervision": 2.3, "fcdd.data.corrupted": 2.3,
     "fcdd.data.prepare": 2.4, "fcdd.data.__init__": 2.4,
-    "fcdd.models": 3, "fcdd.neighbours": 3.5,
+    "fcdd.models": 3, "fcdd.models.pretrained_unet": 3, "fcdd.neighbours": 3.5,
     "fcdd.explain": 4,
     "fcdd.methods": 5,
     "fcdd.metrics": 6, "fcdd.evaluation": 6,

@@ -18,7 +18,9 @@ def _arguments(p) -> None:
 
 
 def layer_table(arch: str, image_size: int = 64, channels: int = 3, width: float = 1.0) -> list[tuple[str, str, tuple[int, ...] | None]]:
-    """(name, module type, output shape for one image) of every named module of ``arch``."""
+    """(name, module type, output shape for one image) of every named module of ``arch`` that
+    produces a tensor in the forward pass: the modules ``--layer`` can explain (containers the
+    forward pass only indexes, such as a UNet's ``decoder`` list, are left out)."""
     if arch in ENCODER_DECODERS:
         net = build_autoencoder(arch, channels, image_size, width=width)
     elif arch in NETS:
@@ -40,7 +42,7 @@ def layer_table(arch: str, image_size: int = 64, channels: int = 3, width: float
         net.eval()(torch.zeros(1, channels, image_size, image_size))
     for handle in handles:
         handle.remove()
-    return [(name, type(module).__name__, shapes.get(name)) for name, module in net.named_modules() if name]
+    return [(name, type(module).__name__, shapes[name]) for name, module in net.named_modules() if name in shapes]
 
 
 @command("layers", "list a network's named layers and their output shapes (for attention-ae --layer)", _arguments)

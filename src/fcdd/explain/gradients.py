@@ -86,10 +86,14 @@ def attention_maps(
     layer: nn.Module,
     images: torch.Tensor,
     activation: str = "relu",
+    create_graph: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``forward_fn(images) -> (scores (B,), explained (B,))`` and Grad-CAM ``layer`` for ``explained``.
 
-    Returns the scores and the attention maps up-sampled (bilinear) to the input size.
+    Returns the scores and the attention maps up-sampled (bilinear) to the input size. With
+    ``create_graph`` the maps stay differentiable in the weights (a loss on attention); else
+    they are detached. A layer with flat (B, C) output gives a constant map; a layer the
+    explained scalar does not depend on (a decoder layer for the latent mean) gives zeros.
     """
     with torch.enable_grad(), capture_output(layer) as store:
         # the input requires grad so the graph exists even when the weights are frozen
@@ -98,6 +102,11 @@ def attention_maps(
         if "output" not in store:
             raise RuntimeError("the attention layer was not used in the forward pass")
         acts = store["output"]
-        (grads,) = torch.autograd.grad(explained.sum(), acts)
-    cam = grad_cam(acts.detach(), grads, activation)
-    return scores.detach(), F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        (grads,) = torch.autograd.grad(explained.sum(), acts, create_graph=create_graph, allow_unused=True)
+    if grads is None:
+        grads = torch.zeros_like(acts)
+    if acts.dim() == 2:
+        acts, grads = acts[..., None, None], grads[..., None, None]
+    cam = grad_cam(acts if create_graph else acts.detach(), grads if create_graph else grads.detach(), activation)
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return (scores if create_graph else scores.detach()), cam

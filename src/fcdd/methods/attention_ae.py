@@ -9,6 +9,17 @@ without a latent distribution. ``--attention-difference`` subtracts the mean att
 nominal training images, computed once after training and kept in a buffer (so in the snapshot),
 which removes what the encoder attends to on every image (borders, texture) and keeps what is
 particular to the test image.
+
+Three additions aim at maps that localise rather than one blob per image:
+
+- ``--attention-training`` alternates reconstruction steps with steps on the attention itself
+  (Grad-CAM with ``create_graph``, so the map is differentiable in the weights): they lower the
+  mean (or mean - k std) attention of nominal batches, so that attention is spent on what the
+  net did not see in training;
+- ``--attention-input residual`` explains the image minus its reconstruction, fed through the
+  net again, and weighs the map by the residual's size: exactly reconstructed pixels get none;
+- ``--attention-target`` picks the explained scalar (latent mean, bottleneck, reconstruction
+  error).
 """
 
 from __future__ import annotations
@@ -16,17 +27,40 @@ from __future__ import annotations
 import torch
 
 from fcdd.data.transforms import to_float
-from fcdd.explain.gradients import attention_maps, find_layer
+from fcdd.explain.gradients import attention_maps, capture_output, find_layer
 from fcdd.explain.upsample import blur
 from fcdd.methods.ae import kl_divergence, reconstruction_score
 from fcdd.methods.base import METHODS, Method
-from fcdd.models.autoencoders import build_autoencoder
+from fcdd.models.autoencoders import EncoderDecoder, build_autoencoder
+
+TARGETS = ("latent_mean", "bottleneck", "reconstruction_error")
 
 
 def normalise_maps(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Divide each map by its own maximum absolute value: maps in [0, 1] (or [-1, 1])."""
     peak = maps.abs().flatten(1).amax(1).view(-1, 1, 1, 1)
     return maps / (peak + eps)
+
+
+def resolve_target(target: str, net: EncoderDecoder) -> str:
+    """The explained scalar for ``--attention-target`` (auto: the latent mean where there is one)."""
+    variational = bool(getattr(net, "variational", False))
+    if target == "auto":
+        return "latent_mean" if variational else "reconstruction_error"
+    if target not in TARGETS:
+        raise ValueError(f"attention target must be auto or one of {', '.join(TARGETS)}, got {target!r}")
+    if target == "latent_mean" and not variational:
+        raise ValueError(f"--attention-target latent_mean needs a net with a latent distribution (vae), not {type(net).__name__}")
+    return target
+
+
+def attention_loss(maps: torch.Tensor, k: float = 0.0) -> torch.Tensor:
+    """Per-sample mean of the raw attention map minus ``k`` times its spread over pixels."""
+    flat = maps.flatten(1)
+    loss = flat.mean(1)
+    if k:
+        loss = loss - k * flat.std(1)
+    return loss
 
 
 @METHODS.register("attention-ae")
@@ -45,22 +79,60 @@ class AttentionAE(Method):
         self.activation = config.attention_activation
         self.difference = config.attention_difference
         self.blur_std = config.blur_heatmaps or 0.0
+        self.target = resolve_target(config.attention_target, self.net)
+        self.attention_input = config.attention_input
+        self.attention_training = config.attention_training
+        self.attention_weight = config.attention_weight
+        self.attention_k = config.attention_k
+        self._batches = 0  # counts training batches, for alternating the two kinds of step
         size = config.image_size
         self.register_buffer("nominal_attention", torch.zeros(1, 1, size, size))
 
     def training_loss(self, images, labels, maps, use_maps):
+        self._batches += 1
+        if self.attention_training and self._batches % 2 == 0:
+            return self.attention_step_loss(images, labels)
         rec = self.net(images)
         return reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim) + kl_divergence(rec, images, self.reduction)
 
+    def attention_step_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Weighted attention loss of the nominal images of a batch (anomalous ones count zero).
+
+        Always on the image itself: ``--attention-input`` only changes what is explained at test
+        time, so one trained model serves both inputs (as benchmarks/attention.py measures them).
+        """
+        _, maps = attention_maps(self._score_and_explained, find_layer(self.net, self.layer), images, self.activation,
+                                 create_graph=True)
+        nominal = (labels == 0).to(maps.dtype)
+        return self.attention_weight * attention_loss(maps, self.attention_k) * nominal
+
     def _score_and_explained(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rec = self.net(images)
+        with capture_output(find_layer(self.net, self.net.bottleneck_layer)) as code:
+            rec = self.net(images)
         scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
-        explained = rec.mu.sum(1) if rec.mu is not None else scores
+        if self.target == "latent_mean":
+            explained = rec.mu.sum(1)
+        elif self.target == "bottleneck":
+            explained = code["output"].flatten(1).sum(1)
+        else:
+            explained = scores
         return scores, explained
+
+    def raw_attention(self, images: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (B,) and un-normalised attention maps (B, 1, H, W) of ``--attention-input``."""
+        layer = find_layer(self.net, self.layer)
+        if self.attention_input == "image":
+            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph)
+        with torch.no_grad():
+            rec = self.net(images)
+            scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
+            residual = images - self.net.denormalise(rec.output)
+        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph)
+        return scores, maps * residual.abs().sum(1, keepdim=True)
 
     def attention(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores (B,) and normalised attention maps (B, 1, H, W), before the nominal difference."""
-        scores, maps = attention_maps(self._score_and_explained, find_layer(self.net, self.layer), images, self.activation)
+        scores, maps = self.raw_attention(images)
         return scores, normalise_maps(maps)
 
     def forward(self, images):

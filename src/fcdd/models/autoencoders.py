@@ -64,6 +64,8 @@ class EncoderDecoder(nn.Module):
     normalisation: str = "dataset"
     #: total down-sampling factor of the encoder
     stride: int = 1
+    #: the module whose output is the code, for ``--attention-target bottleneck``
+    bottleneck_layer: str = "encoder"
 
     def __init__(self, in_channels: int, input_size: int, depth: int) -> None:
         super().__init__()
@@ -114,6 +116,8 @@ class ConvAE(EncoderDecoder):
     as well as the rest; the dense ``latent``-dimensional code is what makes defects stand out.
     """
 
+    bottleneck_layer = "to_code"
+
     def __init__(
         self, in_channels: int, input_size: int, depth: int | None = None, width: float = 1.0,
         base: int = 32, latent: int | None = None, variational: bool = False,
@@ -162,6 +166,8 @@ class UNet(EncoderDecoder):
     Skips at full resolution let the decoder copy the input, defects included, so by default
     only the deeper ``skip_levels`` stages are joined (``skip_levels=depth-1`` joins all of them).
     """
+
+    bottleneck_layer = "bottleneck"
 
     def __init__(self, in_channels: int, input_size: int, depth: int | None = None, width: float = 1.0,
                  base: int = 32, skip_levels: int | None = None) -> None:
