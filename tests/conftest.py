@@ -27,6 +27,15 @@ def synthetic_root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("synthetic"), "gravel", size=64, n_train=24, n_test_good=6, n_test_per_defect=3)
 
 
+@pytest.fixture(scope="session")
+def two_categories(tmp_path_factory) -> Path:
+    """A folder of two generated categories (gravel, grass; 48 px) for the class-grid tests; read only."""
+    root = tmp_path_factory.mktemp("cats")
+    for texture in ("gravel", "grass"):
+        generate(root, texture, size=48, n_train=16, n_test_good=4, n_test_per_defect=2)
+    return root
+
+
 def tiny(synthetic_root: Path, out: Path, **changes) -> Config:
     """The fast test setting: cnn32 at width 0.25, 32 px, 2 epochs, on the synthetic set."""
     options = dict(

@@ -14,7 +14,6 @@ import torch
 
 from fcdd.cli import main
 from fcdd.config import Config
-from fcdd.data.synthetic import generate
 from fcdd.executors import EXECUTORS, ExecutorSettings, check_available
 from fcdd.runner import Job, Shard, run_job
 
@@ -39,24 +38,16 @@ def keep_torch_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def two_classes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("classes")
-    for texture in ("gravel", "grass"):
-        generate(root, texture, size=48, n_train=16, n_test_good=4, n_test_per_defect=2)
-    return root
-
-
 def grid(data, out, *extra: str) -> list[str]:
     """``fcdd run`` over both classes, one seed each, in the tiny setting."""
     return ["run", "--data", str(data), "--out", str(out), "--seeds", "1", *TINY, *extra]
 
 
 @pytest.fixture(scope="module")
-def reference(two_classes, tmp_path_factory) -> str:
+def reference(two_categories, tmp_path_factory) -> str:
     """results.csv of the plain sequential run, which every other way must reproduce."""
     out = tmp_path_factory.mktemp("sequential") / "exp"
-    assert main(grid(two_classes, out)) == 0
+    assert main(grid(two_categories, out)) == 0
     return (out / "results.csv").read_text()
 
 
@@ -82,10 +73,10 @@ def engine(name: str, request) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXECUTORS.names())
-def test_every_executor_writes_the_sequential_table(name, request, two_classes, reference, tmp_path, capsys):
+def test_every_executor_writes_the_sequential_table(name, request, two_categories, reference, tmp_path, capsys):
     engine(name, request)
     out = tmp_path / "exp"
-    assert main(grid(two_classes, out, "--executor", name)) == 0
+    assert main(grid(two_categories, out, "--executor", name)) == 0
     assert (out / "results.csv").read_text() == reference
     finished = re.findall(r"^\[(\d)/2\] class (\w+) seed 0: image AUROC", capsys.readouterr().err, re.M)
     # one plain line per finished job, counted in the order they finish
@@ -93,31 +84,31 @@ def test_every_executor_writes_the_sequential_table(name, request, two_classes, 
 
 
 @pytest.mark.slow
-def test_shards_then_aggregate_write_the_sequential_table(two_classes, reference, tmp_path, capsys):
+def test_shards_then_aggregate_write_the_sequential_table(two_categories, reference, tmp_path, capsys):
     out = tmp_path / "sharded"
-    assert main(grid(two_classes, out, "--shard", "1/2")) == 0
+    assert main(grid(two_categories, out, "--shard", "1/2")) == 0
     assert (out / "normal_grass" / "it_0" / "metrics.json").is_file()
     assert not (out / "normal_gravel").exists() and not (out / "results.csv").exists()
     capsys.readouterr()
-    assert main(grid(two_classes, out, "--aggregate")) == 2
+    assert main(grid(two_categories, out, "--aggregate")) == 2
     err = capsys.readouterr().err
     assert "1 of 2 jobs" in err and str(out / "normal_gravel" / "it_0") in err and "normal_grass" not in err
     assert not (out / "results.csv").exists()
-    assert main(grid(two_classes, out, "--shard", "2/2")) == 0
-    assert main(grid(two_classes, out, "--aggregate")) == 0
+    assert main(grid(two_categories, out, "--shard", "2/2")) == 0
+    assert main(grid(two_categories, out, "--aggregate")) == 0
     assert (out / "results.csv").read_text() == reference
 
 
-def test_aggregate_of_an_experiment_never_started_names_every_job(two_classes, tmp_path, capsys):
+def test_aggregate_of_an_experiment_never_started_names_every_job(two_categories, tmp_path, capsys):
     out = tmp_path / "none"
-    assert main(grid(two_classes, out, "--aggregate")) == 2
+    assert main(grid(two_categories, out, "--aggregate")) == 2
     err = capsys.readouterr().err
     assert "2 of 2 jobs" in err and str(out / "normal_grass" / "it_0") in err and str(out / "normal_gravel" / "it_0") in err
 
 
 @pytest.mark.parametrize("value", ["0/2", "3/2", "1/0", "2", "a/b", "1/2/3", ""])
-def test_bad_shards_are_refused(value, two_classes, tmp_path, capsys):
-    assert main(grid(two_classes, tmp_path / "exp", f"--shard={value}")) == 2
+def test_bad_shards_are_refused(value, two_categories, tmp_path, capsys):
+    assert main(grid(two_categories, tmp_path / "exp", f"--shard={value}")) == 2
     assert "--shard" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
 
@@ -125,14 +116,14 @@ def test_bad_shards_are_refused(value, two_classes, tmp_path, capsys):
 @pytest.mark.parametrize("extra", [("--shard", "1/2", "--aggregate"), ("--cpus-per-job", "2"),
                                    ("--executor", "ray", "--gpus-per-job", "-1"),
                                    ("--executor", "ray", "--device", "cuda")])
-def test_contradicting_options_are_refused(extra, two_classes, tmp_path, capsys):
-    assert main(grid(two_classes, tmp_path / "exp", *extra)) == 2
+def test_contradicting_options_are_refused(extra, two_categories, tmp_path, capsys):
+    assert main(grid(two_categories, tmp_path / "exp", *extra)) == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
 
 
-def test_shard_or_aggregate_needs_one_folder(two_classes, capsys):
-    argv = ["run", "--data", str(two_classes), *TINY, "--shard", "1/2"]
+def test_shard_or_aggregate_needs_one_folder(two_categories, capsys):
+    argv = ["run", "--data", str(two_categories), *TINY, "--shard", "1/2"]
     assert main(argv) == 2
     assert "--shard needs --out" in capsys.readouterr().err
 

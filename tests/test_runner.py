@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from fcdd.cli import main
-from fcdd.data.synthetic import generate
 from fcdd.runner import Job
 
 TINY = ["--image-size", "32", "--net", "cnn32", "--width", "0.25", "--pretrained", "none", "--batch-size", "8",
         "--eval-batch-size", "16", "--no-report", "--holdout", "0.2"]
-
-
-@pytest.fixture(scope="module")
-def two_categories(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cats")
-    for texture in ("gravel", "grass"):
-        generate(root, texture, size=48, n_train=16, n_test_good=4, n_test_per_defect=2)
-    return root
 
 
 def test_run_over_classes_and_seeds_aggregates(two_categories, tmp_path, capsys):

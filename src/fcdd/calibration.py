@@ -148,16 +148,24 @@ def _pixels(heatmaps: torch.Tensor, maps: torch.Tensor, n: int, seed: int) -> tu
     return values.double().numpy(), labels.numpy()
 
 
-def pixel_threshold_from(calibration: CalibrationSet, pixel_fpr: float, seed: int = 0) -> dict:
+def nominal_pixels(calibration: CalibrationSet, seed: int = 0) -> np.ndarray:
+    """Heatmap values of the held-out nominal images (a seeded sample when there are very many)."""
+    nominal = calibration.heatmaps[torch.from_numpy(calibration.labels == 0)]
+    return _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, seed)[0]
+
+
+def pixel_threshold_from(calibration: CalibrationSet, pixel_fpr: float, seed: int = 0,
+                         values: np.ndarray | None = None) -> dict:
     """The lowest heatmap value that flags at most ``pixel_fpr`` of the held-out nominal pixels.
 
     Nominal pixels only: heatmaps of real defects are often lower than those of the synthetic
     anomalies calibration could paste in, so a threshold chosen to separate synthetic defects
     misses real ones. The rates on the synthetic copies are still reported, for information.
+    ``values`` are ``nominal_pixels(calibration, seed)`` when the caller has them already.
     """
     anomalous = torch.from_numpy(calibration.labels == 1)
     nominal = calibration.heatmaps[~anomalous]
-    values, _ = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, seed)
+    values = nominal_pixels(calibration, seed) if values is None else values
     threshold = fpr_threshold(values, pixel_fpr)
     flagged_images = (nominal.flatten(1).amax(1) >= threshold).double().mean().item() if len(nominal) else None
     result = {
@@ -170,11 +178,9 @@ def pixel_threshold_from(calibration: CalibrationSet, pixel_fpr: float, seed: in
     return {**result, "fpr": float((values >= threshold).mean()) if len(values) else None}
 
 
-def colour_range(calibration: CalibrationSet, pixel_threshold: float) -> list[float]:
-    """Heatmap colour scale: from the 1st percentile of nominal pixels to twice the distance to
-    the pixel threshold, so the threshold sits mid-scale and flagged pixels are the warm half."""
-    nominal = calibration.heatmaps[torch.from_numpy(calibration.labels == 0)]
-    values, _ = _pixels(nominal, torch.zeros_like(nominal), PIXEL_SAMPLE, 0)
+def colour_range(values: np.ndarray, pixel_threshold: float) -> list[float]:
+    """Heatmap colour scale from nominal pixel ``values``: from their 1st percentile to twice the
+    distance to the pixel threshold, so the threshold sits mid-scale and flagged pixels are the warm half."""
     low = float(np.quantile(values, 0.01)) if len(values) else 0.0
     if not np.isfinite(pixel_threshold) or pixel_threshold <= low:
         return [low, low + 1e-6]
@@ -184,12 +190,13 @@ def colour_range(calibration: CalibrationSet, pixel_threshold: float) -> list[fl
 def thresholds_for(calibration: CalibrationSet, target_fpr: float | None, seed: int = 0,
                    pixel_fpr: float = DEFAULT_PIXEL_FPR) -> dict:
     image = threshold_from(calibration.scores, calibration.labels, target_fpr)
-    pixel = pixel_threshold_from(calibration, pixel_fpr, seed)
+    values = nominal_pixels(calibration, seed)  # one read of the nominal pixels for threshold and colours
+    pixel = pixel_threshold_from(calibration, pixel_fpr, seed, values)
     return {
         "image": image,
         "pixel": pixel,
         # a fixed colour scale for heatmaps, so colours mean the same on every image
-        "heatmap_range": colour_range(calibration, pixel["threshold"]),
+        "heatmap_range": colour_range(values, pixel["threshold"]),
         "normalisation": score_normalisation(calibration.scores[calibration.labels == 0], image["threshold"]),
         "n_nominal": image["n_nominal"],
         "n_anomalous": image["n_anomalous"],

@@ -48,6 +48,15 @@ def up_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(c_in, c_out))
 
 
+def encode_stages(stages, h: torch.Tensor) -> list[torch.Tensor]:
+    """Run ``h`` through the encoder ``stages`` in turn, keeping every stage's output (a UNet's skips)."""
+    outputs = []
+    for stage in stages:
+        h = stage(h)
+        outputs.append(h)
+    return outputs
+
+
 def auto_depth(size: int, max_depth: int = 5, min_side: int = 4) -> int:
     """Most halvings (up to ``max_depth``) that keep the side an integer of at least ``min_side``."""
     depth = 0
@@ -197,12 +206,8 @@ class UNet(EncoderDecoder):
 
     def forward(self, x: torch.Tensor) -> Reconstruction:
         self.check_input(x)
-        h = self.normalise(x)
-        outputs = []
-        for stage in self.encoder:
-            h = stage(h)
-            outputs.append(h)
-        h = self.bottleneck(h)
+        outputs = encode_stages(self.encoder, self.normalise(x))
+        h = self.bottleneck(outputs[-1])
         for j, stage in enumerate(self.decoder):
             level = self.depth - 1 - j
             h = stage["up"](h)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcdd.models.autoencoders import ENCODER_DECODERS, EncoderDecoder, Reconstruction, conv_block
+from fcdd.models.autoencoders import ENCODER_DECODERS, EncoderDecoder, Reconstruction, conv_block, encode_stages
 from fcdd.models.base import scaled
 from fcdd.models.efficientnet import EfficientNetLite0, imagenet_state_dict
 from fcdd.models.pretrained import load_matching
@@ -85,11 +85,8 @@ class EfficientUNet(EncoderDecoder):
         h = self.normalise(x)
         if h.shape[1] == 1:
             h = h.expand(-1, 3, -1, -1)
-        outputs = []
-        for stage in self.encoder:
-            h = stage(h)
-            outputs.append(h)
-        h = self.bottleneck(h)
+        outputs = encode_stages(self.encoder, h)
+        h = self.bottleneck(outputs[-1])
         for j, stage in enumerate(self.decoder):
             level = len(self.decoder) - 1 - j
             h = stage(h, outputs[level - 1] if level in (2, 3) else None)

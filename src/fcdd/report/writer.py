@@ -121,6 +121,7 @@ def write_report(run: Run, train_galleries: bool = True, html: bool = True) -> d
     started = time.perf_counter()
     config, ev, test = run.config, run.evaluation, run.splits.test
     alpha = config.overlay_alpha
+    colours = _colour_range(run.metrics)
     written: dict[str, Path] = {}
     plot_loss(run.history.to_dict(), out / "loss")
     written["loss"] = out / "loss.png"
@@ -134,13 +135,13 @@ def write_report(run: Run, train_galleries: bool = True, html: bool = True) -> d
     if len(test):
         maps = test.maps if test.has_maps else None
         layouts.update(galleries("test", test.images, ev.heatmaps, maps, ev.scores, ev.labels, ev.kinds, ev.paths, out,
-                                 config.gallery_size, alpha, "test", _colour_range(run.metrics)))
+                                 config.gallery_size, alpha, "test", colours))
     if train_galleries and len(run.splits.train):
         try:
             trained = score_training_samples(run)
             layouts.update(galleries(
                 "train", trained["images"], trained["heatmaps"], trained["maps"], trained["scores"], trained["labels"],
-                trained["kinds"], trained["paths"], out, config.gallery_size, alpha, "training", _colour_range(run.metrics),
+                trained["kinds"], trained["paths"], out, config.gallery_size, alpha, "training", colours,
             ))
         except (ValueError, RuntimeError, OSError) as err:  # a noise source that cannot be rebuilt must not cost the report
             log.warning("training galleries skipped: %s", err)
