@@ -56,12 +56,28 @@ class FCDD(Method):
                              standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
+        self.feature_noise = config.feature_noise
+        if self.feature_noise and not getattr(self.net, "standardised_features", False):
+            raise ValueError(f"--feature-noise needs a net with standardised features (e.g. efficientnet_lite0_frozen); "
+                             f"{config.net} has none, so a noise std has no fixed scale there")
 
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
         return pseudo_huber(self.net(images))
 
     def training_loss(self, images, labels, maps, use_maps):
-        a = self.anomaly_map(images)
+        if not self.feature_noise:
+            return self.image_losses(self.anomaly_map(images), labels, maps, use_maps)
+        features = self.net.embed(images)
+        losses = self.image_losses(pseudo_huber(self.net.head(features)), labels, maps, use_maps)
+        nominal = labels == 0
+        noisy = features[nominal]
+        noisy = noisy + self.feature_noise * torch.randn_like(noisy)
+        # every location of a noisy copy is anomalous; its loss joins its nominal original's
+        twin = neg_log_one_minus_exp(pseudo_huber(self.net.head(noisy))).flatten(1).mean(1)
+        return losses.index_add(0, nominal.nonzero().flatten(), twin.to(losses.dtype))
+
+    @staticmethod
+    def image_losses(a: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor, use_maps: bool) -> torch.Tensor:
         if use_maps:
             # nominal images have all-zero maps, so this is the image loss for them too
             return fcdd_pixel_loss(a, maps)

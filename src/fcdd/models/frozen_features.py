@@ -1,0 +1,97 @@
+"""FCDD on frozen ImageNet features with a learnt description of what nominal looks like.
+
+The whole EfficientNet-Lite0 trunk stays fixed at its ImageNet weights. Its stride-8 map
+(block 4, averaged over 3x3 neighbours) and stride-16 map (block 10, upsampled) are joined as
+in ``efficientnet_lite0_ms``, then standardised per channel by statistics of the training
+images' features (buffers measured once before training, so predict, serve and export see the
+same scale). The head is a linear map of those 152 channels to 64, and the output map is its
+Euclidean norm per location: FCDD's pseudo-Huber of it is the hypersphere distance of HSC,
+taken at every location.
+
+Why: a linear map scored by its norm is convex in the features, so a feature that leaves the
+nominal cloud in any direction the head weighs scores high. Trained against synthetic
+anomalies in feature space (``--feature-noise``: Gaussian noise on the standardised features
+of nominal images) it learns which directions nominal features vary little in, and nothing of
+how one data set's defects look; with image-space anomalies alone the net learnt their look.
+Measured on the shared categories at 224 px (seed 0, mean image / pixel AUROC): 0.80 / 0.93
+against 0.82 / 0.89 for the fine-tuned ``efficientnet_lite0``; a two-layer head scored 0.81 /
+0.89 (it lost tire's pixel AUROC, 0.80 against 0.96).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fcdd.models.efficientnet import EfficientNetLite0MultiScaleFCDD
+from fcdd.models.registry import NETS
+
+#: images per chunk when the feature statistics are measured (bounded memory)
+STATISTICS_CHUNK = 32
+
+
+class NormHead(nn.Module):
+    """1x1 linear map to ``dim`` channels, then the Euclidean norm over them: (B, 1, h, w)."""
+
+    def __init__(self, channels: int, dim: int) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(channels, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(x).float()
+        return torch.sqrt(y.pow(2).sum(1, keepdim=True) + 1e-12)
+
+
+@NETS.register("efficientnet_lite0_frozen")
+class FrozenFeaturesFCDD(EfficientNetLite0MultiScaleFCDD):
+    """EfficientNet-Lite0, frozen whole, standardised multi-scale features, a norm head."""
+
+    #: the embedding is standardised per channel, so ``--feature-noise`` has a meaning
+    standardised_features = True
+    head_dim = 64
+
+    def __init__(self, in_channels: int = 3, input_size: int = 224, width: float = 1.0, pretrained: str | None = "auto") -> None:
+        super().__init__(in_channels, input_size, width, pretrained)
+        channels = self.cuts[8][1] + self.cuts[16][1]
+        self.head = NormHead(channels, self.head_dim)
+        self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        features = super().embed(x)
+        return (features - self.feature_mean.to(features.dtype)) / self.feature_std.to(features.dtype)
+
+    @torch.no_grad()
+    def fit_input_range(self, images: torch.Tensor, chunk: int = STATISTICS_CHUNK) -> None:
+        """Also measure the per-channel mean and standard deviation of the joined features over
+        every location of the nominal training images (uint8 or [0, 1]), in chunks."""
+        super().fit_input_range(images, chunk)
+        was_training = self.training
+        self.eval()
+        self.feature_mean.zero_()
+        self.feature_std.fill_(1.0)
+        total = torch.zeros(self.feature_mean.shape[1], dtype=torch.float64, device=self.feature_mean.device)
+        squares = torch.zeros_like(total)
+        count = 0
+        for start in range(0, len(images), chunk):
+            x = images[start : start + chunk]
+            x = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).to(self.feature_mean.device)
+            f = self.embed(x).double()
+            total += f.sum((0, 2, 3))
+            squares += f.pow(2).sum((0, 2, 3))
+            count += f.shape[0] * f.shape[2] * f.shape[3]
+        if count:
+            mean = total / count
+            std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+            self.feature_mean.copy_(mean.float().view_as(self.feature_mean))
+            self.feature_std.copy_(std.float().clamp_min(1e-6).view_as(self.feature_std))
+        self.train(was_training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        stem, blocks = self.features
+        return [stem, *blocks]
+
+    def frozen_prefix(self) -> list[nn.Module]:
+        """The trunk stays fixed even without ImageNet weights: a trunk that learns can scale its
+        features up until any fixed noise std is negligible, which defeats ``--feature-noise``."""
+        return self.frozen_modules()
