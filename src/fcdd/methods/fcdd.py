@@ -57,7 +57,7 @@ class FCDD(Method):
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
         self.feature_noise = config.feature_noise
-        if self.feature_noise and not getattr(self.net, "standardised_features", False):
+        if self.feature_noise and not self.net.standardised_features:
             raise ValueError(f"--feature-noise needs a net with standardised features (e.g. efficientnet_lite0_frozen); "
                              f"{config.net} has none, so a noise std has no fixed scale there")
 

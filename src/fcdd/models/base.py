@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fcdd.data.transforms import to_float
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: input normalisations an ``FCDDNet`` can apply (``use_preprocessing``, the ``preprocessing`` option)
@@ -112,6 +114,8 @@ class FCDDNet(nn.Module):
     #: how far (px) a unit's true receptive centre may lie from ``receptive_field.centre``
     #: (nets that upsample a coarse branch alternate between neighbouring units)
     centre_tolerance: float = 0.0
+    #: whether ``embed`` is standardised per channel, which gives ``--feature-noise`` its scale
+    standardised_features: bool = False
 
     def __init__(self, in_channels: int, input_size: int) -> None:
         super().__init__()
@@ -155,9 +159,7 @@ class FCDDNet(nn.Module):
         low = torch.full((self.in_channels,), math.inf, device=self.input_low.device)
         high = torch.full((self.in_channels,), -math.inf, device=self.input_low.device)
         for start in range(0, len(images), chunk):
-            x = images[start : start + chunk]
-            x = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).to(self.input_low.device)
-            lcn = local_contrast_normalise(x)
+            lcn = local_contrast_normalise(to_float(images[start : start + chunk]).to(self.input_low.device))
             low = torch.minimum(low, lcn.amin(dim=(0, 2, 3)))
             high = torch.maximum(high, lcn.amax(dim=(0, 2, 3)))
         self.input_low.copy_(low.view(1, -1, 1, 1))
