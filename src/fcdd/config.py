@@ -129,6 +129,7 @@ class Config:
     noise_dir: str | None = option(None, "folder of outlier images for folder-based noise modes", group="objective: fcdd / hsc")
     anomaly_fraction: float = option(0.5, "fraction of each training batch turned into anomalies", ge=0, le=1, group="objective: fcdd / hsc")
     feature_noise: float = option(0.0, "fcdd: also train on feature-space anomalies, the standardised features of each nominal training image plus Gaussian noise of this std, anomalous at every location (0: off; needs a net with standardised features, e.g. efficientnet_lite0_frozen)", ge=0, le=100, group="objective: fcdd / hsc")
+    feature_noise_min: float | None = option(None, "fcdd --feature-noise: draw each noisy twin's std uniformly from [this, --feature-noise] (default: always --feature-noise), so the head also meets anomalies near the nominal features", ge=0, le=100, group="objective: fcdd / hsc")
     oe_limit: int | None = option(None, "cap on the number of distinct outlier images (mvtec_gt: real defects per defect type, default 1)", ge=1, group="objective: fcdd / hsc")
     arch: str | None = option(None, "encoder-decoder of ae / attention-ae (see `fcdd list`); default ae (depth by image size) for ae, vae for attention-ae", group="objective: ae / attention-ae")
     loss: str = option("mean", "ae / attention-ae reconstruction loss: mean or sum of the squared errors over pixels", ("mean", "sum"), group="objective: ae / attention-ae")
@@ -198,6 +199,8 @@ class Config:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
             if bounds is not None:
                 bounds.check(f.name, value)
+        if self.feature_noise_min is not None and self.feature_noise_min > self.feature_noise:
+            raise ValueError(f"feature_noise_min ({self.feature_noise_min}) must not exceed feature_noise ({self.feature_noise})")
 
     # --- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

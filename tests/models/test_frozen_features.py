@@ -97,3 +97,22 @@ def test_feature_noise_training_separates_noisy_features_from_nominal_ones():
 def test_feature_noise_refuses_a_net_without_standardised_features():
     with pytest.raises(ValueError, match="standardised features"):
         build_method(tiny_config(net="efficientnet_lite0"), 3)
+
+
+def test_feature_noise_min_draws_one_std_per_twin_within_the_range():
+    torch.manual_seed(0)
+    method = build_method(tiny_config(feature_noise=2.0, feature_noise_min=0.5), 3)
+    images = torch.rand(64, 3, 32, 32)
+    seen = []
+    handle = method.net.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach()))
+    method.training_loss(images, torch.zeros(64, dtype=torch.long), torch.zeros(64, 1, 32, 32), False)
+    handle.remove()
+    clean, noisy = seen  # the batch's features, then its noisy twins
+    stds = (noisy - clean).flatten(1).std(1)
+    assert stds.min() > 0.45 and stds.max() < 2.1
+    assert stds.max() - stds.min() > 1.0  # spread over the range, not one value
+
+
+def test_feature_noise_min_above_feature_noise_is_refused():
+    with pytest.raises(ValueError, match="feature_noise_min"):
+        tiny_config(feature_noise=1.0, feature_noise_min=1.5)

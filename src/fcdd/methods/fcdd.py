@@ -57,6 +57,7 @@ class FCDD(Method):
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
         self.feature_noise = config.feature_noise
+        self.feature_noise_min = config.feature_noise if config.feature_noise_min is None else config.feature_noise_min
         if self.feature_noise and not self.net.standardised_features:
             raise ValueError(f"--feature-noise needs a net with standardised features (e.g. efficientnet_lite0_frozen); "
                              f"{config.net} has none, so a noise std has no fixed scale there")
@@ -71,7 +72,10 @@ class FCDD(Method):
         losses = self.image_losses(pseudo_huber(self.net.head(features)), labels, maps, use_maps)
         nominal = labels == 0
         noisy = features[nominal]
-        noisy = noisy + self.feature_noise * torch.randn_like(noisy)
+        std: float | torch.Tensor = self.feature_noise
+        if self.feature_noise_min < self.feature_noise:  # one std per twin, from near to far
+            std = torch.empty(len(noisy), 1, 1, 1, device=noisy.device).uniform_(self.feature_noise_min, self.feature_noise).to(noisy.dtype)
+        noisy = noisy + std * torch.randn_like(noisy)
         # every location of a noisy copy is anomalous; its loss joins its nominal original's
         twin = neg_log_one_minus_exp(pseudo_huber(self.net.head(noisy))).flatten(1).mean(1)
         return losses.index_add(0, nominal.nonzero().flatten(), twin.to(losses.dtype))
