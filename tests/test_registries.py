@@ -147,3 +147,14 @@ def test_tracker_records_a_run_into_its_folder(name, tmp_path):
     assert len(list(out.rglob("*"))) > 1
     assert [p.name for p in tmp_path.iterdir()] == ["run"], "nothing outside the run folder"
 
+
+
+@pytest.mark.parametrize("objective", ["ae", "attention-ae"])
+def test_pretrained_option_reaches_the_imagenet_encoder_decoder(objective, tmp_path):
+    """``--pretrained`` decides unet_effnet's encoder, as it does a net's backbone."""
+    config = Config(objective=objective, arch="unet_effnet", image_size=32, pretrained="none")
+    net = build_method(config, 3).net
+    assert not net.pretrained and net.frozen_prefix() == []
+    missing = tmp_path / "lite0.pth"
+    with pytest.raises(Exception, match="lite0.pth"):
+        build_method(config.replace(pretrained=str(missing)), 3)

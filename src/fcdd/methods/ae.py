@@ -56,7 +56,7 @@ class AE(Method):
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
         self.arch = config.arch or "ae"
-        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width)
+        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
         self.reduction = config.loss
         self.with_ssim = config.ssim
         self.blur_std = config.blur_heatmaps or 0.0

@@ -71,7 +71,7 @@ class AttentionAE(Method):
     def __init__(self, config, in_channels: int) -> None:
         super().__init__(config, in_channels)
         self.arch = config.arch or "vae"
-        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width)
+        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
         self.layer = config.layer or default_layer(self.net)
         find_layer(self.net, self.layer)  # an unknown name fails here, listing the valid ones
         self.reduction = config.loss

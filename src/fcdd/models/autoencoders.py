@@ -221,7 +221,7 @@ ENCODER_DECODERS: Registry[Callable[..., EncoderDecoder]] = Registry("encoder-de
 
 
 def _fixed(depth: int) -> Callable[..., EncoderDecoder]:
-    def build(in_channels: int, input_size: int, width: float = 1.0) -> EncoderDecoder:
+    def build(in_channels: int, input_size: int, width: float = 1.0, pretrained: str | None = None) -> EncoderDecoder:
         return ConvAE(in_channels, input_size, depth=depth, width=width)
 
     return build
@@ -230,12 +230,14 @@ def _fixed(depth: int) -> Callable[..., EncoderDecoder]:
 ENCODER_DECODERS.register("ae28")(_fixed(2))
 ENCODER_DECODERS.register("ae32")(_fixed(3))
 ENCODER_DECODERS.register("ae224")(_fixed(5))
-ENCODER_DECODERS.register("ae")(lambda in_channels, input_size, width=1.0: ConvAE(in_channels, input_size, width=width))
+ENCODER_DECODERS.register("ae")(lambda in_channels, input_size, width=1.0, pretrained=None: ConvAE(in_channels, input_size, width=width))
 ENCODER_DECODERS.register("vae")(
-    lambda in_channels, input_size, width=1.0: ConvAE(in_channels, input_size, width=width, variational=True)
+    lambda in_channels, input_size, width=1.0, pretrained=None: ConvAE(in_channels, input_size, width=width, variational=True)
 )
-ENCODER_DECODERS.register("unet")(lambda in_channels, input_size, width=1.0: UNet(in_channels, input_size, width=width))
+ENCODER_DECODERS.register("unet")(lambda in_channels, input_size, width=1.0, pretrained=None: UNet(in_channels, input_size, width=width))
 
 
-def build_autoencoder(name: str, in_channels: int, input_size: int, width: float = 1.0) -> EncoderDecoder:
-    return ENCODER_DECODERS.get(name)(in_channels=in_channels, input_size=input_size, width=width)
+def build_autoencoder(name: str, in_channels: int, input_size: int, width: float = 1.0, pretrained: str | None = None) -> EncoderDecoder:
+    """A registered encoder-decoder; ``pretrained`` (``--pretrained``) reaches the ones with an
+    ImageNet encoder and is ignored by the randomly initialised ones, as ``build_net`` does."""
+    return ENCODER_DECODERS.get(name)(in_channels=in_channels, input_size=input_size, width=width, pretrained=pretrained)
