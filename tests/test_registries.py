@@ -148,7 +148,6 @@ def test_tracker_records_a_run_into_its_folder(name, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run"], "nothing outside the run folder"
 
 
-
 @pytest.mark.parametrize("objective", ["ae", "attention-ae"])
 def test_pretrained_option_reaches_the_imagenet_encoder_decoder(objective, tmp_path):
     """``--pretrained`` decides unet_effnet's encoder, as it does a net's backbone."""
@@ -156,5 +155,5 @@ def test_pretrained_option_reaches_the_imagenet_encoder_decoder(objective, tmp_p
     net = build_method(config, 3).net
     assert not net.pretrained and net.frozen_prefix() == []
     missing = tmp_path / "lite0.pth"
-    with pytest.raises(Exception, match="lite0.pth"):
+    with pytest.raises(FileNotFoundError, match="lite0.pth"):
         build_method(config.replace(pretrained=str(missing)), 3)

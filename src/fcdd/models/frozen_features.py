@@ -16,8 +16,8 @@ how one data set's defects look; with image-space anomalies alone the net learnt
 Measured on the five shared categories at 224 px with ``configs/cpu-fast.yaml`` (mean image /
 pixel AUROC, ``benchmarks/results/generalise.json``): 0.840 / 0.937 (0.825 / 0.936 with a fixed
 noise std 1) against 0.818 / 0.891 for the fine-tuned ``efficientnet_lite0`` with image-space
-anomalies. In a feature-level probe a
-two-layer norm head lost tire's pixel AUROC (0.80 against 0.96 for the linear one).
+anomalies. In a feature-level probe a two-layer norm head lost tire's pixel AUROC (0.80 against
+0.96 for the linear one).
 """
 
 from __future__ import annotations

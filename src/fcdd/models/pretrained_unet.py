@@ -108,5 +108,5 @@ class DecoderStage(nn.Module):
 
 
 ENCODER_DECODERS.register("unet_effnet")(
-    lambda in_channels, input_size, width=1.0, pretrained="auto": EfficientUNet(in_channels, input_size, width=width, pretrained=pretrained)
+    lambda in_channels, input_size, width=1.0, pretrained=None: EfficientUNet(in_channels, input_size, width=width, pretrained=pretrained)
 )
