@@ -19,6 +19,8 @@ from torch import nn
 from fcdd.explain.upsample import blur
 
 ACTIVATIONS = ("relu", "abs")
+#: how gradients weigh activations: Grad-CAM's channel weights, or HiResCAM's per-location ones
+CAMS = ("gradcam", "hirescam")
 
 
 def input_gradient_map(score_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, blur_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,22 +65,28 @@ def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         handle.remove()
 
 
-def grad_cam(activations: torch.Tensor, gradients: torch.Tensor, activation: str = "relu", rms_normalise: bool = True, eps: float = 1e-12) -> torch.Tensor:
+def grad_cam(activations: torch.Tensor, gradients: torch.Tensor, activation: str = "relu", rms_normalise: bool = True,
+             eps: float = 1e-12, cam: str = "gradcam") -> torch.Tensor:
     """Attention map (B, 1, h, w) from a layer's activations and the gradients at them.
 
     Gradients are first divided by their root mean square per sample, so the map's scale comes
-    from the activations and does not depend on the magnitude of the explained scalar. Channel
-    weights are the spatially averaged gradients; the map is the weighted sum of activations,
-    then ReLU (only evidence for the scalar) or absolute value (evidence either way).
+    from the activations and does not depend on the magnitude of the explained scalar. With
+    ``gradcam`` the channel weights are the spatially averaged gradients; with ``hirescam``
+    (Draelos & Carin, 2020) each location keeps its own gradient, so a scalar that depends on
+    one location (a local reconstruction error) is not spread over every location whose
+    activations resemble it. The map is the weighted sum of activations over channels, then
+    ReLU (only evidence for the scalar) or absolute value (evidence either way).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"attention activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if cam not in CAMS:
+        raise ValueError(f"attention cam must be one of {', '.join(CAMS)}, got {cam!r}")
     if rms_normalise:
         rms = gradients.pow(2).flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
         gradients = gradients / (rms + eps)
-    weights = gradients.mean(dim=(2, 3), keepdim=True)
-    cam = (weights * activations).sum(1, keepdim=True)
-    return F.relu(cam) if activation == "relu" else cam.abs()
+    weights = gradients.mean(dim=(2, 3), keepdim=True) if cam == "gradcam" else gradients
+    weighted = (weights * activations).sum(1, keepdim=True)
+    return F.relu(weighted) if activation == "relu" else weighted.abs()
 
 
 def attention_maps(
@@ -87,6 +95,7 @@ def attention_maps(
     images: torch.Tensor,
     activation: str = "relu",
     create_graph: bool = False,
+    cam: str = "gradcam",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``forward_fn(images) -> (scores (B,), explained (B,))`` and Grad-CAM ``layer`` for ``explained``.
 
@@ -94,6 +103,7 @@ def attention_maps(
     ``create_graph`` the maps stay differentiable in the weights (a loss on attention); else
     they are detached. A layer with flat (B, C) output gives a constant map; a layer the
     explained scalar does not depend on (a decoder layer for the latent mean) gives zeros.
+    ``cam`` picks the weighting (``grad_cam``).
     """
     with torch.enable_grad(), capture_output(layer) as store:
         # the input requires grad so the graph exists even when the weights are frozen
@@ -107,6 +117,6 @@ def attention_maps(
         grads = torch.zeros_like(acts)
     if acts.dim() == 2:
         acts, grads = acts[..., None, None], grads[..., None, None]
-    cam = grad_cam(acts if create_graph else acts.detach(), grads if create_graph else grads.detach(), activation)
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return (scores if create_graph else scores.detach()), cam
+    maps = grad_cam(acts if create_graph else acts.detach(), grads if create_graph else grads.detach(), activation, cam=cam)
+    maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return (scores if create_graph else scores.detach()), maps

@@ -29,7 +29,7 @@ import torch
 from fcdd.data.transforms import to_float
 from fcdd.explain.gradients import attention_maps, capture_output, find_layer
 from fcdd.explain.upsample import blur
-from fcdd.methods.ae import kl_divergence, reconstruction_score
+from fcdd.methods.ae import check_reconstruction_options, kl_divergence, reconstruction_score
 from fcdd.methods.base import METHODS, Method
 from fcdd.models.autoencoders import EncoderDecoder, build_autoencoder
 
@@ -76,11 +76,16 @@ class AttentionAE(Method):
         find_layer(self.net, self.layer)  # an unknown name fails here, listing the valid ones
         self.reduction = config.loss
         self.with_ssim = config.ssim
+        check_reconstruction_options(self.net, self.with_ssim)
         self.activation = config.attention_activation
+        self.cam = config.attention_cam
         self.difference = config.attention_difference
         self.blur_std = config.blur_heatmaps or 0.0
         self.target = resolve_target(config.attention_target, self.net)
         self.attention_input = config.attention_input
+        if self.attention_input == "residual" and not self.net.reconstructs_images:
+            raise ValueError(f"--attention-input residual subtracts the reconstruction from the image, but --arch {self.arch} "
+                             "reconstructs features; use --attention-input image")
         self.attention_training = config.attention_training
         self.attention_weight = config.attention_weight
         self.attention_k = config.attention_k
@@ -102,7 +107,7 @@ class AttentionAE(Method):
         time, so one trained model serves both inputs (as benchmarks/attention.py measures them).
         """
         _, maps = attention_maps(self._score_and_explained, find_layer(self.net, self.layer), images, self.activation,
-                                 create_graph=True)
+                                 create_graph=True, cam=self.cam)
         nominal = (labels == 0).to(maps.dtype)
         return self.attention_weight * attention_loss(maps, self.attention_k) * nominal
 
@@ -111,7 +116,7 @@ class AttentionAE(Method):
             rec = self.net(images)
         scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
         if self.target == "latent_mean":
-            explained = rec.mu.sum(1)
+            explained = rec.mu.flatten(1).sum(1)
         elif self.target == "bottleneck":
             explained = code["output"].flatten(1).sum(1)
         else:
@@ -122,12 +127,12 @@ class AttentionAE(Method):
         """Scores (B,) and un-normalised attention maps (B, 1, H, W) of ``--attention-input``."""
         layer = find_layer(self.net, self.layer)
         if self.attention_input == "image":
-            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph)
+            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph, self.cam)
         with torch.no_grad():
             rec = self.net(images)
             scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
             residual = images - self.net.denormalise(rec.output)
-        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph)
+        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph, self.cam)
         return scores, maps * residual.abs().sum(1, keepdim=True)
 
     def attention(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,6 +162,9 @@ class AttentionAE(Method):
 
 
 def default_layer(net) -> str:
-    """The second-deepest encoder stage: deep enough to be semantic, fine enough to localise."""
+    """The net's own choice, else the second-deepest encoder stage: deep enough to be semantic,
+    fine enough to localise."""
+    if net.default_attention_layer:
+        return net.default_attention_layer
     stages = len(net.encoder)
     return f"encoder.{max(stages - 2, 0)}"

@@ -29,9 +29,13 @@ from fcdd.registry import Registry
 
 @dataclass
 class Reconstruction:
+    """What an encoder-decoder returns. ``target`` is what ``output`` reconstructs when that is
+    not the normalised input image (the feature autoencoders' standardised features)."""
+
     output: torch.Tensor
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
+    target: torch.Tensor | None = None
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -75,6 +79,11 @@ class EncoderDecoder(nn.Module):
     stride: int = 1
     #: the module whose output is the code, for ``--attention-target bottleneck``
     bottleneck_layer: str = "encoder"
+    #: the attention layer when ``--layer`` is not given (None: the second-deepest encoder stage)
+    default_attention_layer: str | None = None
+    #: False for nets that reconstruct something else (``Reconstruction.target``): no SSIM and
+    #: no image residual for them
+    reconstructs_images: bool = True
 
     def __init__(self, in_channels: int, input_size: int, depth: int) -> None:
         super().__init__()
