@@ -10,6 +10,7 @@ leave-one-out check of that choice (chosen on the other sets, measured on the he
 are written with the grid.
 
     .venv/bin/python benchmarks/attention.py --out benchmarks/results/attention.json
+    .venv/bin/python benchmarks/attention.py --data /path/to/BTAD --out btad_attention.json
 """
 
 from __future__ import annotations
@@ -32,41 +33,71 @@ from fcdd.training import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-TRAINING = [("vae", False), ("vae", True), ("unet", True)]
+TRAINING = [("vae", False, "mean"), ("vae", True, "mean"), ("unet", True, "mean")]
 LAYERS = ["encoder.1", "encoder.2"]
 INPUTS = ["image", "residual"]
+#: nets that reconstruct features (no image residual): their layers, both CAM weightings, and
+#: for the VAE the latent mean beside the reconstruction error as the explained scalar
+FEATURE_LAYERS = ["embedding", "encoder.0"]
+CAMS = ["gradcam", "hirescam"]
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+NOTE = ("REDUCED grid (CPU, time-boxed): 64 px, width 0.5, random init, loss mean, no ssim, attention target auto; "
+        "training grid arch x attention-training, inference grid layer x input")
+
+
+def inference_grid(method) -> list[tuple[str, str, str, str]]:
+    """(layer, input, cam, target) settings evaluated on one trained model."""
+    if method.net.reconstructs_images:
+        return [(layer, source, "gradcam", method.target) for layer in LAYERS for source in INPUTS]
+    grid = [(layer, "image", cam, "reconstruction_error") for layer in FEATURE_LAYERS for cam in CAMS]
+    if getattr(method.net, "variational", False):
+        grid.append(("embedding", "image", "hirescam", "latent_mean"))
+    return grid
 
 
 def base_config(category: Path, images: int, threads: int, size: int = 64) -> Config:
-    n_train = sum(1 for p in (category / "train" / "good").iterdir() if p.is_file())
+    nominal = category / "train" / ("ok" if (category / "train" / "ok").is_dir() else "good")  # BTAD or MVTec-AD
+    n_train = sum(1 for p in nominal.iterdir() if p.is_file())
     return Config(
-        objective="attention-ae", dataset="mvtec", data=str(category), image_size=size, width=0.5, pretrained="none",
+        objective="attention-ae", dataset="btad" if nominal.name == "ok" else "mvtec", data=str(category), image_size=size, width=0.5, pretrained="none",
         supervise_mode="unsupervised", epochs=max(1, math.ceil(images / max(1, n_train))), batch_size=16,
         eval_batch_size=32, report=False, device="cpu", threads=threads, precision="fp32", out=None,
     )
 
 
-def key(arch: str, trained: bool, layer: str, source: str, size: int = 64) -> str:
-    return f"{arch}@{size}|attention_training={int(trained)}|{layer}|{source}"
+def key(arch: str, trained: bool, layer: str, source: str, size: int = 64, cam: str = "gradcam", target: str | None = None,
+        loss: str = "mean") -> str:
+    """Setting name; the parts added after the first grid appear only when they are not its values."""
+    name = f"{arch}@{size}|attention_training={int(trained)}|{layer}|{source}"
+    if cam != "gradcam":
+        name += f"|{cam}"
+    if target is not None:
+        name += f"|target={target}"
+    if loss != "mean":
+        name += f"|loss={loss}"
+    return name
 
 
 def run_category(category: Path, images: int, threads: int, training: list, size: int = 64) -> dict[str, dict]:
     """Metrics of every grid setting on one category."""
     results: dict[str, dict] = {}
-    for arch, trained in training:
-        config = base_config(category, images, threads, size).replace(arch=arch, attention_training=trained)
+    for arch, trained, loss in training:
+        config = base_config(category, images, threads, size).replace(arch=arch, attention_training=trained, loss=loss)
+        if arch.startswith("feature_"):
+            # frozen ImageNet features: the pretrained backbone is the point; the standardised
+            # features are what is reconstructed, so explain their reconstruction error
+            config = config.replace(pretrained="auto", width=1.0, attention_target="reconstruction_error")
         t0 = time.perf_counter()
         run = execute(config)
         train_seconds = time.perf_counter() - t0
         method = run.method
-        for layer in LAYERS:
-            for source in INPUTS:
-                method.layer, method.attention_input = layer, source
-                ev = evaluate(method, run.splits.test, config.eval_batch_size, "cpu", progress=False)
-                row = {name: getattr(ev, name) for name in METRICS}
-                results[key(arch, trained, layer, source, size)] = {**row, "epochs": config.epochs, "train_seconds": train_seconds}
-                print(category.name, key(arch, trained, layer, source, size), {k: round(v or 0, 3) for k, v in row.items()}, flush=True)
+        for layer, source, cam, target in inference_grid(method):
+            method.layer, method.attention_input, method.cam, method.target = layer, source, cam, target
+            ev = evaluate(method, run.splits.test, config.eval_batch_size, "cpu", progress=False)
+            row = {name: getattr(ev, name) for name in METRICS}
+            name = key(arch, trained, layer, source, size, cam, target if arch.startswith("feature_") else None, loss)
+            results[name] = {**row, "epochs": config.epochs, "train_seconds": train_seconds}
+            print(category.name, name, {k: round(v or 0, 3) for k, v in row.items()}, flush=True)
     return results
 
 
@@ -94,36 +125,43 @@ def choose(results: dict[str, dict[str, dict]]) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(SHARED), help="folder whose categories are measured: MVTec-AD "
+                        "(<category>/train/good) or BTAD (01/train/ok, 01/test/ko, 01/ground_truth/ko) layout")
     parser.add_argument("--images", type=int, default=250, help="training images per run (epochs = images / set size)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sets", default="", help="comma-separated category names (default: all found)")
-    parser.add_argument("--training", default="", help="subset of the training grid, e.g. vae:0,vae:1")
+    parser.add_argument("--training", default="", help="the training grid as arch:attention-training[:loss], "
+                        "e.g. vae:0,vae:1,feature_vae:0:sum (default: the 64 px random-init grid)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--append", action="store_true", help="add to the grid already in --out")
+    parser.add_argument("--note", default="", help="text added to the result's note (what this invocation adds)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attention.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
-    categories = discover_categories(SHARED)
+    categories = discover_categories(args.data)
     if args.sets:
         by_name = {c.name: c for c in categories}
         categories = [by_name[name] for name in args.sets.split(",") if name in by_name]  # in the order given
     training = TRAINING
     if args.training:
-        training = [(a, bool(int(t))) for a, t in (item.split(":") for item in args.training.split(","))]
+        parts = [item.split(":") for item in args.training.split(",")]
+        training = [(p[0], bool(int(p[1])), p[2] if len(p) > 2 else "mean") for p in parts]
     started = time.perf_counter()
     previous = json.loads(Path(args.out).read_text()) if args.append and Path(args.out).is_file() else {}
     results: dict[str, dict] = previous.get("results", {})
     grid = previous.get("grid", {"training": []})
-    grid["training"] = grid["training"] + [f"{a}@{args.image_size}:{int(t)}" for a, t in training]
+    added = [f"{a}@{args.image_size}:{int(t)}" + (f":{loss}" if loss != "mean" else "")
+             + ("" if args.images == 250 else f" ({args.images} images a run)") for a, t, loss in training]
+    grid["training"] = list(dict.fromkeys(grid["training"] + added))  # an append for more sets repeats none
+    note = previous.get("note", NOTE) + (f" {args.note}" if args.note else "")
     for category in categories:
         results.setdefault(category.name, {}).update(run_category(category, args.images, args.threads, training, args.image_size))
         report = {
-            "note": "REDUCED grid (CPU, time-boxed): 64 px, width 0.5, random init, loss mean, no ssim, "
-                    "attention target auto; training grid arch x attention-training, inference grid layer x input; "
-                    "no pretrained encoders, no 128-256 px",
-            "grid": {**grid, "layers": LAYERS, "inputs": INPUTS, "images_per_run": args.images},
+            "note": note,
+            "grid": {**grid, "layers": LAYERS, "inputs": INPUTS, "feature_layers": FEATURE_LAYERS, "cams": CAMS,
+                     "images_per_run": grid.get("images_per_run", args.images)},
             "results": results,
             "selection": choose(results),
             "total_seconds": time.perf_counter() - started,

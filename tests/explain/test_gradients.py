@@ -74,3 +74,17 @@ def test_find_layer_rejects_unknown_names_with_the_valid_ones():
     with pytest.raises(ValueError) as err:
         find_layer(net, "encoder.9")
     assert "encoder.9" in str(err.value) and "0, 1, 1.0, 1.1" in str(err.value)
+
+
+def test_hirescam_keeps_a_local_gradient_local():
+    """A scalar read from one location: HiResCAM's map is zero everywhere else, while Grad-CAM's
+    channel weights light up every location with similar activations."""
+    activations = torch.rand(1, 4, 8, 8) + 0.5
+    gradients = torch.zeros(1, 4, 8, 8)
+    gradients[0, :, 3, 5] = torch.tensor([1.0, -0.5, 0.25, 2.0])
+    local = grad_cam(activations, gradients, "abs", cam="hirescam")[0, 0]
+    spread = grad_cam(activations, gradients, "abs", cam="gradcam")[0, 0]
+    assert local[3, 5] > 0 and torch.count_nonzero(local) == 1
+    assert torch.count_nonzero(spread) == 64
+    with pytest.raises(ValueError, match="hirescam"):
+        grad_cam(activations, gradients, "abs", cam="other")

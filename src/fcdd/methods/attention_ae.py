@@ -1,11 +1,13 @@
 """Gradient-attention reconstruction baseline (Liu et al., 2020; the FCDD paper's "VAE attention").
 
-An encoder-decoder (``--arch unet`` or ``vae``) learns to reconstruct nominal images (squared
+An encoder-decoder (``--arch unet`` or ``vae``; ``feature_ae`` / ``feature_vae`` reconstruct
+frozen ImageNet features instead of pixels) learns to reconstruct nominal images (squared
 error with ``--loss mean|sum``, optional ``--ssim``, plus the KL term for the VAE). At test time
 the score is the reconstruction loss and the explanation is a Grad-CAM map at an encoder layer
-(``--layer``, any named module; ``fcdd layers --arch ...`` lists them). The explained scalar is
-the sum of the latent mean for the VAE, as in Liu et al., and the reconstruction score for nets
-without a latent distribution. ``--attention-difference`` subtracts the mean attention of the
+(``--layer``, any named module; ``fcdd layers --arch ...`` lists them), or with ``--attention-cam
+hirescam`` its per-location variant. The explained scalar is the sum of the latent mean for the
+VAE, as in Liu et al., and the reconstruction score for nets without a latent distribution and
+for the feature autoencoders. ``--attention-difference`` subtracts the mean attention of the
 nominal training images, computed once after training and kept in a buffer (so in the snapshot),
 which removes what the encoder attends to on every image (borders, texture) and keeps what is
 particular to the test image.
@@ -43,10 +45,11 @@ def normalise_maps(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 def resolve_target(target: str, net: EncoderDecoder) -> str:
-    """The explained scalar for ``--attention-target`` (auto: the latent mean where there is one)."""
+    """The explained scalar for ``--attention-target`` (auto: the net's own choice, else the latent
+    mean where there is one)."""
     variational = bool(getattr(net, "variational", False))
     if target == "auto":
-        return "latent_mean" if variational else "reconstruction_error"
+        return net.default_attention_target or ("latent_mean" if variational else "reconstruction_error")
     if target not in TARGETS:
         raise ValueError(f"attention target must be auto or one of {', '.join(TARGETS)}, got {target!r}")
     if target == "latent_mean" and not variational:

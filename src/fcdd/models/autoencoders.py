@@ -81,6 +81,9 @@ class EncoderDecoder(nn.Module):
     bottleneck_layer: str = "encoder"
     #: the attention layer when ``--layer`` is not given (None: the second-deepest encoder stage)
     default_attention_layer: str | None = None
+    #: the explained scalar of ``--attention-target auto`` (None: the latent mean of a VAE, else
+    #: the reconstruction error)
+    default_attention_target: str | None = None
     #: False for nets that reconstruct something else (``Reconstruction.target``): no SSIM and
     #: no image residual for them
     reconstructs_images: bool = True

@@ -4,8 +4,8 @@ Depends only on torch, numpy, optionally faiss, and ``fcdd.models`` for the back
 patch features (``fcdd.models.patch_features``, re-exported here).
 """
 
-from fcdd.neighbours.coreset import coreset_size, covering_radius, greedy_coreset, random_projection
 from fcdd.models.patch_features import DEFAULT_LAYERS, PatchFeatures, channel_pool
+from fcdd.neighbours.coreset import coreset_size, covering_radius, greedy_coreset, random_projection
 from fcdd.neighbours.search import (
     AUTO_FAISS_MIN_ROWS,
     BACKENDS,
