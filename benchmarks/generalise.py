@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         fcdd_runs = []
         for seed in range(args.seeds):
             result = score(base.replace(data=str(folder), seed=seed))
-            print(json.dumps({"category": folder.name, "method": "fcdd", **result}), flush=True)
+            print(json.dumps({"category": folder.name, "method": base.objective, **result}), flush=True)
             fcdd_runs.append(result)
         reference = [] if args.no_reference else [score(Config(data=str(folder), objective="patchcore", report=False))]
         if reference:
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         means[method] = {k: (statistics.mean([p[k] for p in present if p[k] is not None]) if present else None)
                          for k in ("image_auroc", "pixel_auroc", "pixel_aupro", "train_seconds")}
     payload = {
-        "benchmark": "one FCDD setting on every shared category, PatchCore as reference",
+        # rows keep the key "fcdd" for the configured setting whatever its objective (config.objective)
+        "benchmark": f"one {base.objective} setting on every shared category"
+                     + ("" if args.no_reference else ", PatchCore as reference"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "config": {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")},
         "seeds": args.seeds, "categories": rows, "mean": means,

@@ -92,3 +92,37 @@ def test_every_listed_layer_gives_a_map_of_the_input_size(tiny_config, arch):
         method.layer = name  # as --layer name would, without building the net again
         _, maps = method(images)
         assert maps.shape == (2, 1, 32, 32) and torch.isfinite(maps).all(), name
+
+
+class Perturbed(EncoderDecoder):
+    """Reconstructs the image plus ``beta`` times a fixed convolution of it: error ~ beta^2."""
+
+    def __init__(self, beta: float) -> None:
+        super().__init__(3, 32, 1)
+        torch.manual_seed(0)
+        self.encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1))
+        self.to_code = torch.nn.Identity()
+        self.beta = beta
+
+    def forward(self, x):
+        h = self.normalise(x)
+        return Reconstruction(h + self.beta * self.to_code(self.encoder(h)))
+
+
+@pytest.mark.parametrize("cam", ["gradcam", "hirescam"])
+def test_absolute_scale_keeps_a_well_reconstructed_image_low(tiny_config, cam):
+    """--attention-scale absolute: the map follows the reconstruction error (a nominal image stays
+    low); image: every map peaks at 1, however small the error."""
+    images = torch.rand(2, 3, 32, 32)
+    peaks = {}
+    for scale in ("image", "absolute"):
+        config = tiny_config.replace(objective="attention-ae", arch="ae", layer="encoder.0", attention_cam=cam,
+                                     attention_scale=scale, supervise_mode="unsupervised")
+        for beta in (1.0, 0.1):
+            method = build_method(config, 3)
+            method.net = Perturbed(beta)
+            _, maps = method.eval()(images)
+            peaks[scale, beta] = maps.flatten(1).amax(1)
+    assert torch.allclose(peaks["image", 1.0], torch.ones(2)) and torch.allclose(peaks["image", 0.1], torch.ones(2))
+    # the error, and with it the gradient at the layer, shrinks 100-fold
+    assert torch.allclose(peaks["absolute", 0.1] / peaks["absolute", 1.0], torch.full((2,), 0.01), rtol=1e-3)

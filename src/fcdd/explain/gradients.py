@@ -96,6 +96,7 @@ def attention_maps(
     activation: str = "relu",
     create_graph: bool = False,
     cam: str = "gradcam",
+    rms_normalise: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``forward_fn(images) -> (scores (B,), explained (B,))`` and Grad-CAM ``layer`` for ``explained``.
 
@@ -103,7 +104,7 @@ def attention_maps(
     ``create_graph`` the maps stay differentiable in the weights (a loss on attention); else
     they are detached. A layer with flat (B, C) output gives a constant map; a layer the
     explained scalar does not depend on (a decoder layer for the latent mean) gives zeros.
-    ``cam`` picks the weighting (``grad_cam``).
+    ``cam`` and ``rms_normalise`` are passed to ``grad_cam``.
     """
     with torch.enable_grad(), capture_output(layer) as store:
         # the input requires grad so the graph exists even when the weights are frozen
@@ -117,6 +118,6 @@ def attention_maps(
         grads = torch.zeros_like(acts)
     if acts.dim() == 2:
         acts, grads = acts[..., None, None], grads[..., None, None]
-    maps = grad_cam(acts if create_graph else acts.detach(), grads if create_graph else grads.detach(), activation, cam=cam)
+    maps = grad_cam(acts if create_graph else acts.detach(), grads if create_graph else grads.detach(), activation, rms_normalise, cam=cam)
     maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)
     return (scores if create_graph else scores.detach()), maps

@@ -82,6 +82,7 @@ class AttentionAE(Method):
         check_reconstruction_options(self.net, self.with_ssim)
         self.activation = config.attention_activation
         self.cam = config.attention_cam
+        self.per_image_scale = config.attention_scale == "image"
         self.difference = config.attention_difference
         self.blur_std = config.blur_heatmaps or 0.0
         self.target = resolve_target(config.attention_target, self.net)
@@ -110,7 +111,7 @@ class AttentionAE(Method):
         time, so one trained model serves both inputs (as benchmarks/attention.py measures them).
         """
         _, maps = attention_maps(self._score_and_explained, find_layer(self.net, self.layer), images, self.activation,
-                                 create_graph=True, cam=self.cam)
+                                 create_graph=True, cam=self.cam, rms_normalise=self.per_image_scale)
         nominal = (labels == 0).to(maps.dtype)
         return self.attention_weight * attention_loss(maps, self.attention_k) * nominal
 
@@ -130,18 +131,20 @@ class AttentionAE(Method):
         """Scores (B,) and un-normalised attention maps (B, 1, H, W) of ``--attention-input``."""
         layer = find_layer(self.net, self.layer)
         if self.attention_input == "image":
-            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph, self.cam)
+            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph, self.cam,
+                                  self.per_image_scale)
         with torch.no_grad():
             rec = self.net(images)
             scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
             residual = images - self.net.denormalise(rec.output)
-        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph, self.cam)
+        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph, self.cam,
+                                self.per_image_scale)
         return scores, maps * residual.abs().sum(1, keepdim=True)
 
     def attention(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (B,) and normalised attention maps (B, 1, H, W), before the nominal difference."""
+        """Scores (B,) and attention maps (B, 1, H, W) at ``--attention-scale``, before the nominal difference."""
         scores, maps = self.raw_attention(images)
-        return scores, normalise_maps(maps)
+        return scores, normalise_maps(maps) if self.per_image_scale else maps
 
     def forward(self, images):
         scores, maps = self.attention(images)
