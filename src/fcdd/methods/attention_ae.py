@@ -21,7 +21,9 @@ Three additions aim at maps that localise rather than one blob per image:
 - ``--attention-input residual`` explains the image minus its reconstruction, fed through the
   net again, and weighs the map by the residual's size: exactly reconstructed pixels get none;
 - ``--attention-target`` picks the explained scalar (latent mean, bottleneck, reconstruction
-  error).
+  error);
+- ``--attention-scale absolute`` keeps each map's size instead of rescaling it to a peak of 1,
+  so maps compare across images (a nominal image's stays low) and one pixel threshold fits all.
 """
 
 from __future__ import annotations
