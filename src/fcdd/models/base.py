@@ -231,3 +231,22 @@ def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, bn: bool = True, negativ
 
 def scaled(channels: int, width: float) -> int:
     return max(4, int(round(channels * width)))
+
+
+@torch.no_grad()
+def channel_statistics(embed, images: torch.Tensor, chunk: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-channel mean and standard deviation of ``embed(images)`` over every location of every
+    image (uint8 or [0, 1]), accumulated in float64 over chunks (bounded memory); None for no images.
+    Shapes (1, C, 1, 1), float32."""
+    total = squares = None
+    count = 0
+    for start in range(0, len(images), chunk):
+        f = embed(to_float(images[start : start + chunk]).to(device)).double()
+        total = f.sum((0, 2, 3)) + (0 if total is None else total)
+        squares = f.pow(2).sum((0, 2, 3)) + (0 if squares is None else squares)
+        count += f.shape[0] * f.shape[2] * f.shape[3]
+    if not count:
+        return None
+    mean = total / count
+    std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)

@@ -27,9 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcdd.data.transforms import to_float
 from fcdd.models.autoencoders import ENCODER_DECODERS, EncoderDecoder, Reconstruction
-from fcdd.models.base import scaled
+from fcdd.models.base import channel_statistics, scaled
 from fcdd.models.patch_features import BACKBONES, PatchFeatures
 
 #: images per chunk when the feature statistics are measured (bounded memory)
@@ -86,20 +85,10 @@ class FeatureAutoencoder(EncoderDecoder):
     def fit_input_range(self, images: torch.Tensor, chunk: int = STATISTICS_CHUNK) -> None:
         """Per-channel mean and standard deviation of the features over every location of the
         nominal training images (uint8 or [0, 1]), measured in chunks."""
-        device = self.embedding.mean.device
-        total = torch.zeros(self.embedding.mean.shape[1], dtype=torch.float64, device=device)
-        squares = torch.zeros_like(total)
-        count = 0
-        for start in range(0, len(images), chunk):
-            f = self.features(to_float(images[start : start + chunk]).to(device)).double()
-            total += f.sum((0, 2, 3))
-            squares += f.pow(2).sum((0, 2, 3))
-            count += f.shape[0] * f.shape[2] * f.shape[3]
-        if count:
-            mean = total / count
-            std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
-            self.embedding.mean.copy_(mean.float().view_as(self.embedding.mean))
-            self.embedding.std.copy_(std.float().clamp_min(1e-6).view_as(self.embedding.std))
+        statistics = channel_statistics(self.features, images, chunk, self.embedding.mean.device)
+        if statistics is not None:
+            self.embedding.mean.copy_(statistics[0])
+            self.embedding.std.copy_(statistics[1].clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> Reconstruction:
         self.check_input(x)

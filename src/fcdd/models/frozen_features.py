@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcdd.data.transforms import to_float
+from fcdd.models.base import channel_statistics
 from fcdd.models.efficientnet import EfficientNetLite0MultiScaleFCDD
 from fcdd.models.registry import NETS
 
@@ -73,19 +73,10 @@ class FrozenFeaturesFCDD(EfficientNetLite0MultiScaleFCDD):
         self.eval()
         self.feature_mean.zero_()
         self.feature_std.fill_(1.0)
-        total = torch.zeros(self.feature_mean.shape[1], dtype=torch.float64, device=self.feature_mean.device)
-        squares = torch.zeros_like(total)
-        count = 0
-        for start in range(0, len(images), chunk):
-            f = self.embed(to_float(images[start : start + chunk]).to(self.feature_mean.device)).double()
-            total += f.sum((0, 2, 3))
-            squares += f.pow(2).sum((0, 2, 3))
-            count += f.shape[0] * f.shape[2] * f.shape[3]
-        if count:
-            mean = total / count
-            std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
-            self.feature_mean.copy_(mean.float().view_as(self.feature_mean))
-            self.feature_std.copy_(std.float().clamp_min(1e-6).view_as(self.feature_std))
+        statistics = channel_statistics(self.embed, images, chunk, self.feature_mean.device)
+        if statistics is not None:
+            self.feature_mean.copy_(statistics[0])
+            self.feature_std.copy_(statistics[1].clamp_min(1e-6))
         self.train(was_training)
 
     def frozen_modules(self) -> list[nn.Module]:
