@@ -1,6 +1,8 @@
 """Gradient-attention AE on every real category: which layer, input, architecture and training localise.
 
-Every category under ``../shared/data`` (``discover_categories``) is trained once per training
+Every category under ``../shared/data`` (``discover_categories``; ``--data`` for another folder,
+a BTAD one too) and the corrupted-digit set (``fmnist_corrupted`` on the shared MNIST IDX files,
+class 0; ``--digits``) is trained once per training
 setting (architecture x ``--attention-training``) with one small CPU budget (about ``--images``
 training images a run, 64 px, width 0.5, random init); each trained model is then evaluated
 for every inference setting (``--layer`` x ``--attention-input``) without retraining, since
@@ -41,6 +43,11 @@ INPUTS = ["image", "residual"]
 FEATURE_LAYERS = ["embedding", "encoder.0"]
 CAMS = ["gradcam", "hirescam"]
 METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+#: the corrupted-digit set's nominal class and its training images (about 6000 per class in
+#: MNIST and Fashion-MNIST), for the epochs of a run
+DIGIT_CLASS, DIGIT_TRAIN_IMAGES = "0", 6000
+DIGITS = SHARED / "mnist"
+DIGIT_SET = "mnist_corrupted"
 NOTE = ("REDUCED grid (CPU, time-boxed): 64 px, width 0.5, random init, loss mean, no ssim, attention target auto; "
         "training grid arch x attention-training, inference grid layer x input")
 
@@ -55,14 +62,25 @@ def inference_grid(method) -> list[tuple[str, str, str, str]]:
     return grid
 
 
+def common_config(images_per_run: int, n_train: int, threads: int, size: int, **data) -> Config:
+    return Config(
+        objective="attention-ae", image_size=size, width=0.5, pretrained="none", supervise_mode="unsupervised",
+        epochs=max(1, math.ceil(images_per_run / max(1, n_train))), batch_size=16, eval_batch_size=32, report=False,
+        device="cpu", threads=threads, precision="fp32", out=None, **data,
+    )
+
+
 def base_config(category: Path, images: int, threads: int, size: int = 64) -> Config:
     nominal = category / "train" / ("ok" if (category / "train" / "ok").is_dir() else "good")  # BTAD or MVTec-AD
     n_train = sum(1 for p in nominal.iterdir() if p.is_file())
-    return Config(
-        objective="attention-ae", dataset="btad" if nominal.name == "ok" else "mvtec", data=str(category), image_size=size, width=0.5, pretrained="none",
-        supervise_mode="unsupervised", epochs=max(1, math.ceil(images / max(1, n_train))), batch_size=16,
-        eval_batch_size=32, report=False, device="cpu", threads=threads, precision="fp32", out=None,
-    )
+    return common_config(images, n_train, threads, size, dataset="btad" if nominal.name == "ok" else "mvtec", data=str(category))
+
+
+def digits_config(root: Path, images: int, threads: int, size: int = 64) -> Config:
+    """The corrupted-digit protocol (``fmnist_corrupted``: train on one class, test on its test
+    images, half of them with synthetic corruptions and exact masks) on IDX files, class 0."""
+    return common_config(images, DIGIT_TRAIN_IMAGES, threads, size, dataset="fmnist_corrupted", data=str(root),
+                         category=DIGIT_CLASS)
 
 
 def key(arch: str, trained: bool, layer: str, source: str, size: int = 64, cam: str = "gradcam", target: str | None = None,
@@ -78,11 +96,11 @@ def key(arch: str, trained: bool, layer: str, source: str, size: int = 64, cam: 
     return name
 
 
-def run_category(category: Path, images: int, threads: int, training: list, size: int = 64) -> dict[str, dict]:
-    """Metrics of every grid setting on one category."""
+def run_category(name: str, base: Config, training: list) -> dict[str, dict]:
+    """Metrics of every grid setting on one category (``base``: its data and budget)."""
     results: dict[str, dict] = {}
     for arch, trained, loss in training:
-        config = base_config(category, images, threads, size).replace(arch=arch, attention_training=trained, loss=loss)
+        config = base.replace(arch=arch, attention_training=trained, loss=loss)
         if arch.startswith("feature_"):
             # frozen ImageNet features: the pretrained backbone is the point; the standardised
             # features are what is reconstructed, so explain their reconstruction error
@@ -95,9 +113,9 @@ def run_category(category: Path, images: int, threads: int, training: list, size
             method.layer, method.attention_input, method.cam, method.target = layer, source, cam, target
             ev = evaluate(method, run.splits.test, config.eval_batch_size, "cpu", progress=False)
             row = {name: getattr(ev, name) for name in METRICS}
-            name = key(arch, trained, layer, source, size, cam, target if arch.startswith("feature_") else None, loss)
-            results[name] = {**row, "epochs": config.epochs, "train_seconds": train_seconds}
-            print(category.name, name, {k: round(v or 0, 3) for k, v in row.items()}, flush=True)
+            setting = key(arch, trained, layer, source, config.image_size, cam, target if arch.startswith("feature_") else None, loss)
+            results[setting] = {**row, "epochs": config.epochs, "train_seconds": train_seconds}
+            print(name, setting, {k: round(v or 0, 3) for k, v in row.items()}, flush=True)
     return results
 
 
@@ -131,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(<category>/train/good) or BTAD (01/train/ok, 01/test/ko, 01/ground_truth/ko) layout")
     parser.add_argument("--images", type=int, default=250, help="training images per run (epochs = images / set size)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--digits", default=str(DIGITS), help=f"folder of MNIST or Fashion-MNIST IDX files for the corrupted-digit "
+                        f"set ({DIGIT_SET}, class {DIGIT_CLASS}); '' or a missing folder skips it")
     parser.add_argument("--sets", default="", help="comma-separated category names (default: all found)")
     parser.add_argument("--training", default="", help="the training grid as arch:attention-training[:loss], "
                         "e.g. vae:0,vae:1,feature_vae:0:sum (default: the 64 px random-init grid)")
@@ -140,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attention.json"))
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    categories = discover_categories(args.data)
+    categories = {c.name: base_config(c, args.images, args.threads, args.image_size) for c in discover_categories(args.data)}
+    if args.digits and Path(args.digits).is_dir():
+        categories[DIGIT_SET] = digits_config(Path(args.digits), args.images, args.threads, args.image_size)
     if args.sets:
-        by_name = {c.name: c for c in categories}
-        categories = [by_name[name] for name in args.sets.split(",") if name in by_name]  # in the order given
+        categories = {name: categories[name] for name in args.sets.split(",") if name in categories}  # in the order given
     training = TRAINING
     if args.training:
         parts = [item.split(":") for item in args.training.split(",")]
@@ -156,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
              + ("" if args.images == 250 else f" ({args.images} images a run)") for a, t, loss in training]
     grid["training"] = list(dict.fromkeys(grid["training"] + added))  # an append for more sets repeats none
     note = previous.get("note", NOTE) + (f" {args.note}" if args.note else "")
-    for category in categories:
-        results.setdefault(category.name, {}).update(run_category(category, args.images, args.threads, training, args.image_size))
+    for name, base in categories.items():
+        results.setdefault(name, {}).update(run_category(name, base, training))
         report = {
             "note": note,
             "grid": {**grid, "layers": LAYERS, "inputs": INPUTS, "feature_layers": FEATURE_LAYERS, "cams": CAMS,

@@ -42,7 +42,7 @@ def test_attention_benchmark_runs_on_a_btad_folder(tmp_path):
     out = tmp_path / "attention.json"
     benchmark = load_benchmark()
     assert benchmark.main(["--data", str(tmp_path / "btad"), "--image-size", "32", "--images", "4",
-                           "--training", "vae:0", "--threads", "1", "--out", str(out)]) == 0
+                           "--training", "vae:0", "--threads", "1", "--digits", "", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     settings = report["results"]["01"]
     assert len(settings) == len(benchmark.LAYERS) * len(benchmark.INPUTS)
