@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from fcdd.config import Config
-from fcdd.data.mvtec import discover_categories
+from fcdd.data.mvtec import MVTecLayout, discover_categories
 from fcdd.evaluation import evaluate
 from fcdd.io import atomic_write_json
 from fcdd.training import execute
@@ -71,9 +71,9 @@ def common_config(images_per_run: int, n_train: int, threads: int, size: int, **
 
 
 def base_config(category: Path, images: int, threads: int, size: int = 64) -> Config:
-    nominal = category / "train" / ("ok" if (category / "train" / "ok").is_dir() else "good")  # BTAD or MVTec-AD
-    n_train = sum(1 for p in nominal.iterdir() if p.is_file())
-    return common_config(images, n_train, threads, size, dataset="btad" if nominal.name == "ok" else "mvtec", data=str(category))
+    """An MVTec-AD or BTAD category (one reader reads both layouts)."""
+    n_train = sum(1 for p in MVTecLayout(category).nominal_dir("train").iterdir() if p.is_file())
+    return common_config(images, n_train, threads, size, dataset="mvtec", data=str(category))
 
 
 def digits_config(root: Path, images: int, threads: int, size: int = 64) -> Config:
@@ -101,7 +101,8 @@ def run_category(name: str, base: Config, training: list) -> dict[str, dict]:
     results: dict[str, dict] = {}
     for arch, trained, loss in training:
         config = base.replace(arch=arch, attention_training=trained, loss=loss)
-        if arch.startswith("feature_"):
+        features = arch.startswith("feature_")
+        if features:
             # frozen ImageNet features: the pretrained backbone is the point; the standardised
             # features are what is reconstructed, so explain their reconstruction error
             config = config.replace(pretrained="auto", width=1.0, attention_target="reconstruction_error")
@@ -113,7 +114,7 @@ def run_category(name: str, base: Config, training: list) -> dict[str, dict]:
             method.layer, method.attention_input, method.cam, method.target = layer, source, cam, target
             ev = evaluate(method, run.splits.test, config.eval_batch_size, "cpu", progress=False)
             row = {name: getattr(ev, name) for name in METRICS}
-            setting = key(arch, trained, layer, source, config.image_size, cam, target if arch.startswith("feature_") else None, loss)
+            setting = key(arch, trained, layer, source, config.image_size, cam, target if features else None, loss)
             results[setting] = {**row, "epochs": config.epochs, "train_seconds": train_seconds}
             print(name, setting, {k: round(v or 0, 3) for k, v in row.items()}, flush=True)
     return results

@@ -72,7 +72,8 @@ class MVTecLayout:
             raise DataError(f"{root} holds several categories ({', '.join(categories)}); choose one with --category")
         raise DataError(f"{root}: no MVTec-style category folder (expected train/ and test/)")
 
-    def _nominal_dir(self, split: str) -> Path:
+    def nominal_dir(self, split: str) -> Path:
+        """The folder of nominal images of ``split`` (MVTec-AD ``good``, BTAD ``ok``)."""
         for name in NOMINAL_NAMES:
             if (self.root / split / name).is_dir():
                 return self.root / split / name
@@ -116,9 +117,9 @@ class MVTecLayout:
                     raise DataError(f"{mask}: mask without image (no {stem}.* in {self.root / 'test' / folder.name})")
 
     def files(self) -> tuple[list[Path], dict[str, list[Path]]]:
-        train = list_images(self._nominal_dir("train"))
+        train = list_images(self.nominal_dir("train"))
         if not train:
-            raise DataError(f"{self._nominal_dir('train')}: no images")
+            raise DataError(f"{self.nominal_dir('train')}: no images")
         test_root = self.root / "test"
         test = {p.name: list_images(p) for p in sorted(test_root.iterdir()) if p.is_dir()}
         if not any(test.values()):

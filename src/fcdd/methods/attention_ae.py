@@ -112,8 +112,7 @@ class AttentionAE(Method):
         Always on the image itself: ``--attention-input`` only changes what is explained at test
         time, so one trained model serves both inputs (as benchmarks/attention.py measures them).
         """
-        _, maps = attention_maps(self._score_and_explained, find_layer(self.net, self.layer), images, self.activation,
-                                 create_graph=True, cam=self.cam, rms_normalise=self.per_image_scale)
+        _, maps = self._attention_maps(images, create_graph=True)
         nominal = (labels == 0).to(maps.dtype)
         return self.attention_weight * attention_loss(maps, self.attention_k) * nominal
 
@@ -129,18 +128,20 @@ class AttentionAE(Method):
             explained = scores
         return scores, explained
 
+    def _attention_maps(self, inputs: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grad-CAM / HiResCAM of ``inputs`` at ``--layer`` with the method's options."""
+        return attention_maps(self._score_and_explained, find_layer(self.net, self.layer), inputs, self.activation,
+                              create_graph, self.cam, rms_normalise=self.per_image_scale)
+
     def raw_attention(self, images: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores (B,) and un-normalised attention maps (B, 1, H, W) of ``--attention-input``."""
-        layer = find_layer(self.net, self.layer)
         if self.attention_input == "image":
-            return attention_maps(self._score_and_explained, layer, images, self.activation, create_graph, self.cam,
-                                  self.per_image_scale)
+            return self._attention_maps(images, create_graph)
         with torch.no_grad():
             rec = self.net(images)
             scores = reconstruction_score(self.net, images, rec, self.reduction, self.with_ssim)
             residual = images - self.net.denormalise(rec.output)
-        _, maps = attention_maps(self._score_and_explained, layer, residual, self.activation, create_graph, self.cam,
-                                self.per_image_scale)
+        _, maps = self._attention_maps(residual, create_graph)
         return scores, maps * residual.abs().sum(1, keepdim=True)
 
     def attention(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,20 @@ def encode_stages(stages, h: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
+def split_gaussian(code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A VAE code (channels 2k) -> its mean and log-variance (k each), the latter clamped to keep
+    the sampling and the KL term finite."""
+    mu, logvar = code.chunk(2, dim=1)
+    return mu, logvar.clamp(-10, 10)
+
+
+def sample_gaussian(mu: torch.Tensor, logvar: torch.Tensor | None, training: bool) -> torch.Tensor:
+    """The reparameterised sample in training, the mean otherwise (and for codes with no variance)."""
+    if logvar is None or not training:
+        return mu
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
 def auto_depth(size: int, max_depth: int = 5, min_side: int = 4) -> int:
     """Most halvings (up to ``max_depth``) that keep the side an integer of at least ``min_side``."""
     depth = 0
@@ -162,10 +176,7 @@ class ConvAE(EncoderDecoder):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         code = self.to_code(self.encoder(self.normalise(x)).flatten(1))
-        if self.variational:
-            mu, logvar = code.chunk(2, dim=1)
-            return mu, logvar.clamp(-10, 10)
-        return code, None
+        return split_gaussian(code) if self.variational else (code, None)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.from_code(z).view(-1, *self._code_shape)
@@ -174,10 +185,7 @@ class ConvAE(EncoderDecoder):
     def forward(self, x: torch.Tensor) -> Reconstruction:
         self.check_input(x)
         mu, logvar = self.encode(x)
-        z = mu
-        if self.variational and self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        out = self.decode(z)
+        out = self.decode(sample_gaussian(mu, logvar, self.training))
         return Reconstruction(out, mu if self.variational else None, logvar)
 
 

@@ -234,19 +234,19 @@ def scaled(channels: int, width: float) -> int:
 
 
 @torch.no_grad()
-def channel_statistics(embed, images: torch.Tensor, chunk: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor] | None:
+def channel_statistics(embed, images: torch.Tensor, chunk: int, device: torch.device | str,
+                       min_std: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Per-channel mean and standard deviation of ``embed(images)`` over every location of every
     image (uint8 or [0, 1]), accumulated in float64 over chunks (bounded memory); None for no images.
-    Shapes (1, C, 1, 1), float32."""
-    total = squares = None
-    count = 0
+    Shapes (1, C, 1, 1), float32; the deviation is at least ``min_std``, so it can divide."""
+    total, squares, count = 0.0, 0.0, 0
     for start in range(0, len(images), chunk):
         f = embed(to_float(images[start : start + chunk]).to(device)).double()
-        total = f.sum((0, 2, 3)) + (0 if total is None else total)
-        squares = f.pow(2).sum((0, 2, 3)) + (0 if squares is None else squares)
+        total = total + f.sum((0, 2, 3))
+        squares = squares + f.pow(2).sum((0, 2, 3))
         count += f.shape[0] * f.shape[2] * f.shape[3]
     if not count:
         return None
     mean = total / count
     std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
-    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+    return mean.float().view(1, -1, 1, 1), std.float().clamp_min(min_std).view(1, -1, 1, 1)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcdd.models.autoencoders import ENCODER_DECODERS, EncoderDecoder, Reconstruction
+from fcdd.models.autoencoders import ENCODER_DECODERS, EncoderDecoder, Reconstruction, sample_gaussian, split_gaussian
 from fcdd.models.base import channel_statistics, scaled
 from fcdd.models.patch_features import BACKBONES, PatchFeatures
 
@@ -70,7 +70,6 @@ class FeatureAutoencoder(EncoderDecoder):
         super().__init__(in_channels, input_size, depth=TAPPED_STRIDE.bit_length() - 1)
         self.variational = variational
         self.features = PatchFeatures(backbone, pretrained, in_channels)
-        self.pretrained = self.features.pretrained_loaded
         channels = self.features.out_dim
         hidden, self.latent = scaled(hidden, width), scaled(latent, width)
         self.embedding = Standardise(channels)
@@ -82,25 +81,20 @@ class FeatureAutoencoder(EncoderDecoder):
         """The backbone keeps its weights (ImageNet's, or the random ones of ``--pretrained none``)."""
         return [self.features]
 
-    @torch.no_grad()
     def fit_input_range(self, images: torch.Tensor, chunk: int = STATISTICS_CHUNK) -> None:
         """Per-channel mean and standard deviation of the features over every location of the
         nominal training images (uint8 or [0, 1]), measured in chunks."""
         statistics = channel_statistics(self.features, images, chunk, self.embedding.mean.device)
         if statistics is not None:
             self.embedding.mean.copy_(statistics[0])
-            self.embedding.std.copy_(statistics[1].clamp_min(1e-6))
+            self.embedding.std.copy_(statistics[1])
 
     def forward(self, x: torch.Tensor) -> Reconstruction:
         self.check_input(x)
         target = self.embedding(self.features(x))
         code = self.to_code(self.encoder(target))
-        logvar = None
-        mu = code
-        if self.variational:
-            mu, logvar = code.chunk(2, dim=1)
-            logvar = logvar.clamp(-10, 10)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.variational and self.training else mu
+        mu, logvar = split_gaussian(code) if self.variational else (code, None)
+        z = sample_gaussian(mu, logvar, self.training)
         return Reconstruction(self.decoder(z), mu if self.variational else None, logvar, target=target)
 
 

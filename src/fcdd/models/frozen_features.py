@@ -76,7 +76,7 @@ class FrozenFeaturesFCDD(EfficientNetLite0MultiScaleFCDD):
         statistics = channel_statistics(self.embed, images, chunk, self.feature_mean.device)
         if statistics is not None:
             self.feature_mean.copy_(statistics[0])
-            self.feature_std.copy_(statistics[1].clamp_min(1e-6))
+            self.feature_std.copy_(statistics[1])
         self.train(was_training)
 
     def frozen_modules(self) -> list[nn.Module]:
