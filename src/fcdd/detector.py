@@ -25,7 +25,7 @@ import torch
 from fcdd.calibration import normalise_scores
 from fcdd.evaluation import infer
 from fcdd.preprocess import as_items, iter_batches, prepare_batch
-from fcdd.rundir import Run, method_from_snapshot, read_snapshot
+from fcdd.rundir import Run, method_from_snapshot, read_snapshot, snapshot_shape
 from fcdd.runtime import pick_device
 
 log = logging.getLogger("fcdd")
@@ -98,6 +98,8 @@ class Detector:
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.method.to(self.device)
         self.image_size = int(snapshot["image_size"])
+        #: (height, width) every input is resized to, as in training
+        self.image_shape = snapshot_shape(snapshot)
         self.in_channels = int(snapshot["in_channels"])
         #: what calibration stored (rules, rates on calibration and test images, heatmap range)
         self.calibration: dict = dict(snapshot.get("thresholds") or {})
@@ -151,29 +153,29 @@ class Detector:
     # --- inference -------------------------------------------------------------------------------
     def prepare(self, images) -> torch.Tensor:
         """Paths, PIL images, arrays or tensors -> a float batch resized exactly as in training."""
-        return prepare_batch(images, self.in_channels, self.image_size)
+        return prepare_batch(images, self.in_channels, self.image_shape)
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (B,) and heatmaps (B, 1, S, S) on the CPU for a prepared float batch."""
+        """Scores (B,) and heatmaps (B, 1, H, W) on the CPU for a prepared float batch."""
         with self._lock:
             scores, heatmaps = infer(self.method, batch.to(self.device, non_blocking=True))
             return scores.float().cpu(), heatmaps.float().cpu()
 
     def infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (N,) and heatmaps (N, 1, S, S) in one pass; files are decoded in threads, batches ahead."""
+        """Scores (N,) and heatmaps (N, 1, H, W) in one pass; files are decoded in threads, batches ahead."""
         if isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point() \
-                and tuple(images.shape[1:]) == (self.in_channels, self.image_size, self.image_size):
+                and tuple(images.shape[1:]) == (self.in_channels, *self.image_shape):
             loaded = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
         else:
             items = as_items(images)
-            loaded = (b.images for b in iter_batches(items, self.in_channels, self.image_size, self.batch_size, self.workers))
+            loaded = (b.images for b in iter_batches(items, self.in_channels, self.image_shape, self.batch_size, self.workers))
         scores, heatmaps = [], []
         for batch in loaded:
             s, h = self.forward(batch)
             scores.append(s)
             heatmaps.append(h)
         if not scores:
-            return torch.zeros(0), torch.zeros(0, 1, self.image_size, self.image_size)
+            return torch.zeros(0), torch.zeros(0, 1, *self.image_shape)
         return torch.cat(scores), torch.cat(heatmaps)
 
     def score(self, images) -> torch.Tensor:
@@ -181,7 +183,7 @@ class Detector:
         return self.infer(images)[0]
 
     def heatmap(self, images) -> torch.Tensor:
-        """Heatmaps (N, 1, S, S) at the training size ``S``."""
+        """Heatmaps (N, 1, H, W) at the training input's shape."""
         return self.infer(images)[1]
 
     @property
@@ -204,14 +206,15 @@ class Detector:
         ]
 
     def predict(self, images) -> list[Prediction]:
-        """Per image: score, heatmap (S, S), verdict and mask from the (calibrated) thresholds."""
+        """Per image: score, heatmap (H, W), verdict and mask from the (calibrated) thresholds."""
         return self.predictions(*self.infer(images))
 
     def describe(self) -> dict:
         """What the model is and expects, for logs, ``/health`` and export metadata."""
         return {
             "objective": self.config.objective, "net": self.config.net, "image_size": self.image_size,
-            "channels": self.in_channels, "input": "float [0, 1], N x C x S x S (the net normalises inside)",
+            "image_shape": list(self.image_shape), "channels": self.in_channels,
+            "input": "float [0, 1], N x C x H x W, (H, W) = image_shape (the net normalises inside)",
             "threshold": self.threshold, "pixel_threshold": self.pixel_threshold, "heatmap_range": self.heatmap_range,
             "normalisation": self.calibration.get("normalisation"),
             "calibration": {k: v for k, v in self.calibration.items() if k in ("image", "pixel", "source", "test")},

@@ -126,17 +126,18 @@ def check_requirements(fmt: str) -> None:
 
 def metadata(detector: Detector, fmt: str) -> dict:
     config = detector.config
-    size, channels = detector.image_size, detector.in_channels
+    (height, width), channels = detector.image_shape, detector.in_channels
     meta = {
         "format": fmt,
         "objective": config.objective,
         "net": config.net,
-        "image_size": size,
+        "image_size": detector.image_size,
+        "image_shape": [height, width],
         "channels": channels,
-        "input": {"name": INPUT, "shape": [BATCH, channels, size, size], "dtype": "float32", "range": [0.0, 1.0],
+        "input": {"name": INPUT, "shape": [BATCH, channels, height, width], "dtype": "float32", "range": [0.0, 1.0],
                   "preprocessing": f"decode, convert to {'grey (L)' if channels == 1 else 'RGB'}, "
-                                   f"resize to {size}x{size} (bilinear, PIL), divide by 255"},
-        "outputs": {"scores": [BATCH], "heatmaps": [BATCH, 1, size, size]},
+                                   f"resize to {width}x{height} (width x height; bilinear, PIL), divide by 255"},
+        "outputs": {"scores": [BATCH], "heatmaps": [BATCH, 1, height, width]},
         "threshold": detector.threshold,
         "pixel_threshold": detector.pixel_threshold,
         "heatmap_range": detector.heatmap_range,
@@ -287,7 +288,7 @@ def parity(detector: Detector, run: Runner, batches: tuple[int, ...] = PARITY_BA
     worst = dict.fromkeys(OUTPUTS, 0.0)
     scale = dict.fromkeys(OUTPUTS, 1.0)
     for n in batches:
-        images = torch.rand(n, detector.in_channels, detector.image_size, detector.image_size, generator=generator)
+        images = torch.rand(n, detector.in_channels, *detector.image_shape, generator=generator)
         expected = detector.forward(images)
         got = run(images)
         for key, a, b in zip(OUTPUTS, expected, got, strict=True):
@@ -336,7 +337,7 @@ def export(run_or_snapshot: str | Path, fmt: str, out: str | Path | None = None,
         raise ExportError(f"--out for {fmt} must end in {NEEDS_SUFFIX[fmt]} (what its loader accepts), got {out}")
     meta = metadata(detector, fmt)
     model = ExportModel(detector.method)  # every writer puts it in eval mode
-    example = torch.rand(2, detector.in_channels, detector.image_size, detector.image_size,
+    example = torch.rand(2, detector.in_channels, *detector.image_shape,
                          generator=torch.Generator().manual_seed(1))
     started = time.perf_counter()
     files = _capture(fmt, detector.config.objective, lambda: write(fmt, model, example, meta, out))

@@ -158,7 +158,7 @@ def predict_files(
 
     try:
         rows: dict[int, dict] = {}
-        for batch in iter_batches(files, detector.in_channels, detector.image_size, detector.batch_size, detector.workers,
+        for batch in iter_batches(files, detector.in_channels, detector.image_shape, detector.batch_size, detector.workers,
                                   keep_display=overlays, skip_errors=True):
             for index, message in batch.errors:
                 result.errors.append({"path": str(files[index]), "error": message})

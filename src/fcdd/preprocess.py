@@ -1,8 +1,8 @@
 """Every kind of input to exactly the training-time preprocessing, and a parallel loader.
 
 Training decodes each file once with PIL, converts it to grey or RGB, resizes it (bilinear) to
-``image_size`` and scales it to [0, 1] (``fcdd.data.base.to_array``). The same function runs
-here, so a file scored by a ``Detector`` gets the score the run's evaluation gave it. Arrays and
+the run's input shape (``image_size`` square, or with ``--aspect data`` its height x width) and
+scales it to [0, 1] (``fcdd.data.base.to_array``). The same function runs here, so a file scored by a ``Detector`` gets the score the run's evaluation gave it. Arrays and
 tensors of another size or channel count take the same PIL path (after rounding to uint8);
 float tensors already at the training size and channel count are used as they are.
 
@@ -32,6 +32,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fcdd.data.base import HIGH_BIT_MODES, IMAGE_SUFFIXES, DataError, full_scale, scale_high_bit, to_array
+from fcdd.data.shape import Size, as_shape
 
 #: longest side of the copy kept for overlays (the heatmap is upsampled to it)
 DISPLAY_SIDE = 512
@@ -83,9 +84,10 @@ def to_pil(item) -> Image.Image:
     raise TypeError(f"cannot use {type(item).__name__} as an image (give a path, PIL image, numpy array or tensor)")
 
 
-def prepare_one(item, channels: int, size: int) -> torch.Tensor:
-    """(C, size, size) float in [0, 1] from a path, PIL image, array (H, W[, C]) or tensor (C, H, W)."""
-    if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
+def prepare_one(item, channels: int, size: Size) -> torch.Tensor:
+    """(C, H, W) float in [0, 1] at ``size`` (a side or (H, W)) from a path, PIL image, array
+    (h, w[, c]) or tensor (c, h, w)."""
+    if _prepared(item, channels, size):
         return item.detach().float().cpu()
     return _to_tensor(to_array(to_8bit(to_pil(item)), channels, size))
 
@@ -95,10 +97,15 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(arr, requirements="W")).float().div_(255.0)
 
 
-def prepare_batch(images, channels: int, size: int) -> torch.Tensor:
-    """A float batch (N, C, size, size) from one image or a sequence / batch of them."""
+def _prepared(item, channels: int, size: Size) -> bool:
+    """Whether ``item`` is a float (C, H, W) tensor already at the input's channels and shape."""
+    return isinstance(item, torch.Tensor) and item.is_floating_point() and tuple(item.shape) == (channels, *as_shape(size))
+
+
+def prepare_batch(images, channels: int, size: Size) -> torch.Tensor:
+    """A float batch (N, C, H, W) from one image or a sequence / batch of them."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
-        if images.is_floating_point() and tuple(images.shape[1:]) == (channels, size, size):
+        if images.is_floating_point() and tuple(images.shape[1:]) == (channels, *as_shape(size)):
             return images.detach().float().cpu()
         return torch.stack([prepare_one(x, channels, size) for x in images])
     return torch.stack([prepare_one(x, channels, size) for x in as_items(images)])
@@ -267,13 +274,13 @@ class Loaded:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _load(item, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
-    if isinstance(item, torch.Tensor) and item.is_floating_point() and item.ndim == 3 and tuple(item.shape) == (channels, size, size):
+def _load(item, channels: int, size: Size, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
+    if _prepared(item, channels, size):
         return item.detach().float().cpu(), None
     return prepare_decoded(to_pil(item), channels, size, keep_display)
 
 
-def prepare_decoded(image: Image.Image, channels: int, size: int, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
+def prepare_decoded(image: Image.Image, channels: int, size: Size, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
     """The model's float input and (optionally) the display copy of a decoded image; an image of
     more than 8 bits is scaled to 8 once, band by band, for both."""
     image = to_8bit(image)
@@ -281,7 +288,7 @@ def prepare_decoded(image: Image.Image, channels: int, size: int, keep_display: 
 
 
 def iter_batches(
-    items: Sequence, channels: int, size: int, batch_size: int, workers: int = 2, prefetch: int = 2,
+    items: Sequence, channels: int, size: Size, batch_size: int, workers: int = 2, prefetch: int = 2,
     keep_display: bool = False, skip_errors: bool = False,
 ) -> Iterator[Loaded]:
     """Batches of prepared images in input order, decoded ``prefetch`` batches ahead in threads.
@@ -320,7 +327,7 @@ def iter_batches(
                     arrays.append(array)
                     batch.displays.append(display)
                 fill()
-                batch.images = torch.stack(arrays) if arrays else torch.zeros(0, channels, size, size)
+                batch.images = torch.stack(arrays) if arrays else torch.zeros(0, channels, *as_shape(size))
                 yield batch
         finally:
             for _, future in pending:

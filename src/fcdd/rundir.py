@@ -277,6 +277,17 @@ def load_weights(module: torch.nn.Module, weights: dict, source: str | Path) -> 
         raise RunFileError(f"{source}: weights do not fit the model ({type(module).__name__}): {where}") from None
 
 
+def snapshot_shape(snapshot: dict) -> tuple[int, int]:
+    """(height, width) of the network input a snapshot was trained at (older ones: square)."""
+    shape = snapshot.get("image_shape")
+    if shape is None:
+        side = int(snapshot["image_size"])
+        return side, side
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise RunFileError(f"{snapshot.get('path', 'snapshot')}: image_shape must be [height, width], got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
 def config_from_snapshot(snapshot: dict) -> Config:
     known = {f.name for f in fields(Config)}
     dropped = sorted(set(snapshot["config"]) - known)
@@ -291,7 +302,7 @@ def method_from_snapshot(snapshot: dict) -> tuple[Config, Method]:
     source = snapshot.get("path", "snapshot")
     try:
         config = config_from_snapshot(snapshot)
-        method = build_method(config.replace(pretrained="none"), snapshot["in_channels"])
+        method = build_method(config.replace(pretrained="none"), snapshot["in_channels"], snapshot_shape(snapshot))
     except (ValueError, KeyError, TypeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise RunFileError(f"{source}: its config does not describe a model this fcdd builds ({message})") from None
@@ -383,6 +394,7 @@ def snapshot_of(config: Config, method: Method, in_channels: int, metrics: dict,
         "config": config.to_dict(),
         "in_channels": in_channels,
         "image_size": config.image_size,
+        "image_shape": list(method.image_shape),
         "state_dict": {k: v.cpu() for k, v in method.state_dict().items()},
         "thresholds": thresholds or {},
         "metrics": metrics,

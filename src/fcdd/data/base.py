@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from fcdd.data.cache import Rows, cache_root, cached_images
+from fcdd.data.shape import Size, as_shape, data_shape
 from fcdd.registry import Registry
 
 if TYPE_CHECKING:
@@ -109,10 +110,11 @@ class ImageSet:
         return any(bool((self.maps[anomalous[i : i + 256]] > 0).any()) for i in range(0, len(anomalous), 256))
 
 
-def no_maps(n: int, size: int) -> torch.Tensor:
-    """(n, 1, size, size) all-zero maps of a set without masks: one zero row expanded, so a large
+def no_maps(n: int, size: Size) -> torch.Tensor:
+    """(n, 1, H, W) all-zero maps of a set without masks: one zero row expanded, so a large
     set costs no memory for them; indexing it gives ordinary tensors, writing into it fails."""
-    return torch.zeros(1, 1, size, size, dtype=torch.uint8).expand(n, 1, size, size)
+    height, width = as_shape(size)
+    return torch.zeros(1, 1, height, width, dtype=torch.uint8).expand(n, 1, height, width)
 
 
 def is_blank(rows: torch.Tensor | Rows) -> bool:
@@ -218,6 +220,14 @@ def image_header(path: Path) -> tuple[str, tuple[int, int]]:
         return image.mode, image.size
 
 
+def input_shape(config: Config, nominal_files: Sequence[Path]) -> Size:
+    """The network input for a set of files: ``--image-size`` square, or with ``--aspect data``
+    the nominal training images' median aspect kept (read from their headers)."""
+    if config.aspect == "square":
+        return config.image_size
+    return data_shape((image_header(path)[1] for path in nominal_files), config.image_size)
+
+
 def open_image(path: Path) -> Image.Image:
     """A decoded image; DataError naming the file when it is missing, unreadable or a bomb."""
     image = _opened(path)
@@ -250,21 +260,22 @@ def scale_high_bit(image: Image.Image) -> np.ndarray:
     return np.clip(np.rint(arr * (255.0 / scale)), 0, 255).astype(np.uint8)
 
 
-def to_array(image: Image.Image, channels: int, size: int, resample=Image.BILINEAR) -> np.ndarray:
-    """A PIL image as (C, size, size) uint8 (C = 1 for ``channels == 1``, else 3).
+def to_array(image: Image.Image, channels: int, size: Size, resample=Image.BILINEAR) -> np.ndarray:
+    """A PIL image as (C, H, W) uint8 (``size`` a square side or (H, W)) (C = 1 for ``channels == 1``, else 3).
 
     Modes of more than 8 bits are scaled by their bit depth (``scale_high_bit``); a mode Pillow
     cannot convert to grey / RGB is a ValueError."""
     if image.mode in HIGH_BIT_MODES:
         image = Image.fromarray(scale_high_bit(image))
     image = image.convert("L" if channels == 1 else "RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), resample)
+    height, width = as_shape(size)
+    if image.size != (width, height):
+        image = image.resize((width, height), resample)
     arr = np.asarray(image, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+def read_image(path: Path, channels: int, size: Size) -> np.ndarray:
     """One image file as ``to_array`` gives it; every failure a DataError naming the file."""
     image = open_image(path)
     try:
@@ -319,12 +330,12 @@ def decide_channels(paths: Sequence[Path], requested: int) -> int:
     return 1
 
 
-def load_images(paths: Sequence[Path], channels: int, size: int, cache_dir: str | Path | None = None) -> torch.Tensor | Rows:
+def load_images(paths: Sequence[Path], channels: int, size: Size, cache_dir: str | Path | None = None) -> torch.Tensor | Rows:
     """Decode and resize many files in threads (PIL releases the GIL while decoding), into
     memory; with a ``cache_dir`` (``--cache-dir``) as ``Rows`` of the memory-mapped cache file
     of these files, decoded (streamed, never all in memory) only when it has none yet."""
     if not paths:
-        return torch.zeros(0, channels, size, size, dtype=torch.uint8)
+        return torch.zeros(0, channels, *as_shape(size), dtype=torch.uint8)
     root = cache_root(cache_dir)
     if root is not None:
         return cached_images(paths, channels, size, root, lambda path: read_image(path, channels, size))
@@ -356,8 +367,8 @@ def binary_mask(image: Image.Image) -> np.ndarray:
     return values > 127 if values.size and values.max() > 1 else values > 0
 
 
-def load_mask(path: Path, image_path: Path, size: int) -> np.ndarray:
-    """A binary ground-truth map (1, size, size); it must have the size of its image."""
+def load_mask(path: Path, image_path: Path, size: Size) -> np.ndarray:
+    """A binary ground-truth map (1, H, W); it must have the size of its image."""
     mask = open_image(path)
     image_size = image_header(image_path)[1]
     if mask.size != image_size:

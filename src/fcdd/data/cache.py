@@ -1,13 +1,13 @@
 """Decoded images on disk: one memory-mapped file per (files, size, channels), written once.
 
-A set decoded into memory costs N x C x S x S bytes (100k images at 224 px in colour: 15 GB).
+A set decoded into memory costs N x C x H x W bytes (100k images at 224 px in colour: 15 GB).
 With ``--cache-dir`` the decoded, resized images are written once into a file named by a hash
-of what they were made from (every file's resolved path, byte size and mtime, the side, the
-channels and ``FORMAT``), and every later load (each run of a grid, a resumed run, a rerun)
+of what they were made from (every file's resolved path, byte size and mtime, the input
+shape, the channels and ``FORMAT``), and every later load (each run of a grid, a resumed run, a rerun)
 maps that file read-only instead of decoding: a batch reads only the pages of its own rows.
 
-A cache file ``<key>.images`` is a ``HEADER``-byte header (``MAGIC``, then ``FORMAT``, N, C, S
-as little-endian int64) followed by N rows of C x S x S bytes, in the order of the sorted
+A cache file ``<key>.images`` is a ``HEADER``-byte header (``MAGIC``, then ``FORMAT``, N, C, H, W
+as little-endian int64) followed by N rows of C x H x W bytes, in the order of the sorted
 resolved paths. It is written to a temp beside it, fsync'd and renamed, so a killed writer
 leaves a temp (``fcdd.io`` names it; the next writer removes it) and never a complete-looking
 file; one whose header or length is wrong (truncated on disk) is rebuilt with a logged note.
@@ -39,12 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcdd.data.shape import Size, as_shape
 from fcdd.io import remove_stale_temps, temp_prefix
 
 log = logging.getLogger("fcdd")
 
 #: bump when the decoding changes (resampling, bit-depth scaling, ...): old caches then miss
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"FCDDIMGS"
 HEADER = 64
 SUFFIX = ".images"
@@ -65,14 +66,14 @@ def cache_root(setting: str | Path | None) -> Path | None:
     return Path(setting).expanduser()
 
 
-def cache_key(paths: Sequence[Path], channels: int, size: int) -> str:
+def cache_key(paths: Sequence[Path], channels: int, size: Size) -> str:
     """Hash of the sorted resolved paths with their byte sizes and mtimes, the side, the channels
     and ``FORMAT``: a changed, added or removed file makes a new key, so a stale cache is never read."""
     entries = []
     for path in sorted(str(Path(p).resolve()) for p in paths):
         stat = os.stat(path)
         entries.append([path, stat.st_size, stat.st_mtime_ns])
-    text = json.dumps({"format": FORMAT, "size": size, "channels": channels, "files": entries})
+    text = json.dumps({"format": FORMAT, "size": list(as_shape(size)), "channels": channels, "files": entries})
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -180,56 +181,58 @@ class Rows:
         receiver maps the same file again instead of receiving the images."""
         if self.pages is None:
             return Rows, (self.base.clone(), self.index)
-        n, channels, size = self.base.shape[:3]
-        return _reopen, (str(self.pages.path), n, channels, size, self.index)
+        n, channels, height, width = self.base.shape
+        return _reopen, (str(self.pages.path), n, channels, (height, width), self.index)
 
 
-def _reopen(path: str, n: int, channels: int, size: int, index: torch.Tensor) -> Rows:
+def _reopen(path: str, n: int, channels: int, size: Size, index: torch.Tensor) -> Rows:
     rows = open_rows(Path(path), n, channels, size)
     if rows is None:
         raise OSError(f"{path}: image cache missing or damaged; load the data again")
     return Rows(rows.base, index, rows.pages)
 
 
-def open_rows(path: Path, n: int, channels: int, size: int) -> Rows | None:
+def open_rows(path: Path, n: int, channels: int, size: Size) -> Rows | None:
     """The cache file as ``Rows``, or None when it is missing; a file whose header or length
     does not match (truncated, another format) is logged and None too, so it gets rebuilt."""
     if not path.is_file():
         return None
-    row = channels * size * size
+    height, width = as_shape(size)
+    row = channels * height * width
     expected = HEADER + n * row
     with path.open("rb") as handle:
         header = handle.read(HEADER)
         length = os.fstat(handle.fileno()).st_size
-        if header[:8] != MAGIC or struct.unpack("<4q", header[8:40]) != (FORMAT, n, channels, size) or length != expected:
+        if header[:8] != MAGIC or struct.unpack("<5q", header[8:48]) != (FORMAT, n, channels, height, width) or length != expected:
             log.warning("image cache %s is damaged or truncated (%d bytes, expected %d); rebuilding it", path, length, expected)
             return None
         if n == 0:
-            return Rows(torch.zeros(0, channels, size, size, dtype=torch.uint8))
+            return Rows(torch.zeros(0, channels, height, width, dtype=torch.uint8))
         mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    array = np.frombuffer(mapping, dtype=np.uint8, count=n * row, offset=HEADER).reshape(n, channels, size, size)
+    array = np.frombuffer(mapping, dtype=np.uint8, count=n * row, offset=HEADER).reshape(n, channels, height, width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only memory: Rows only ever copies out of it
         base = torch.from_numpy(array)
     return Rows(base, pages=_Pages(mapping, path))
 
 
-def write_cache(path: Path, files: Sequence[Path], decode: Callable[[Path], np.ndarray], channels: int, size: int) -> None:
+def write_cache(path: Path, files: Sequence[Path], decode: Callable[[Path], np.ndarray], channels: int, size: Size) -> None:
     """Decode ``files`` in order into the cache file ``path``: streamed, ``WRITE_CHUNK`` images
     at a time in threads, into a temp renamed into place only when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, recursive=False)
     started = time.perf_counter()
+    height, width = as_shape(size)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write((MAGIC + struct.pack("<4q", FORMAT, len(files), channels, size)).ljust(HEADER, b"\0"))
+            handle.write((MAGIC + struct.pack("<5q", FORMAT, len(files), channels, height, width)).ljust(HEADER, b"\0"))
             with ThreadPoolExecutor(max_workers=4) as pool:
                 for start in range(0, len(files), WRITE_CHUNK):
                     chunk = files[start : start + WRITE_CHUNK]
                     for file, array in zip(chunk, pool.map(decode, chunk), strict=True):
-                        if array.shape != (channels, size, size) or array.dtype != np.uint8:
-                            raise ValueError(f"{file}: decoded to {array.shape} {array.dtype}, expected ({channels}, {size}, {size}) uint8")
+                        if array.shape != (channels, height, width) or array.dtype != np.uint8:
+                            raise ValueError(f"{file}: decoded to {array.shape} {array.dtype}, expected ({channels}, {height}, {width}) uint8")
                         handle.write(np.ascontiguousarray(array).tobytes())
             handle.flush()
             os.fsync(handle.fileno())
@@ -241,7 +244,7 @@ def write_cache(path: Path, files: Sequence[Path], decode: Callable[[Path], np.n
              path.stat().st_size / 1e6, time.perf_counter() - started)
 
 
-def cached_images(paths: Sequence[Path], channels: int, size: int, root: Path, decode: Callable[[Path], np.ndarray]) -> Rows:
+def cached_images(paths: Sequence[Path], channels: int, size: Size, root: Path, decode: Callable[[Path], np.ndarray]) -> Rows:
     """The decoded images of ``paths`` (in that order) from the cache under ``root``; decoded
     and written first when the cache has no valid file for them."""
     resolved = [str(Path(p).resolve()) for p in paths]

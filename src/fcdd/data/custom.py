@@ -26,17 +26,19 @@ from fcdd.data.base import (
     DataSplits,
     ImageSet,
     decide_channels,
+    input_shape,
     list_images,
     load_images,
     no_maps,
     with_load_size,
 )
+from fcdd.data.shape import Size
 
 if TYPE_CHECKING:
     from fcdd.config import Config
 
 
-def _image_set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: int, cache_dir: str | None = None) -> ImageSet:
+def _image_set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: Size, cache_dir: str | None = None) -> ImageSet:
     return ImageSet(
         load_images(files, channels, size, cache_dir), torch.tensor(labels, dtype=torch.long),
         no_maps(len(files), size), kinds, [str(p) for p in files],
@@ -60,9 +62,9 @@ def custom(config: Config) -> DataSplits:
     category = config.category or classes[0]
     if category not in classes:
         raise DataError(f"{root / 'train' / category}: class folder not found; classes: {', '.join(classes)}")
-    size = config.image_size
     if config.ovr:
         train_files = list_images(root / "train" / category)
+        size = input_shape(config, train_files)
         channels = decide_channels(train_files, config.channels)
         test_files, labels, kinds = [], [], []
         for cls in _classes(root / "test"):
@@ -76,6 +78,7 @@ def custom(config: Config) -> DataSplits:
     train_files = list_images(root / "train" / category / "normal")
     if not train_files:
         raise DataError(f"{root / 'train' / category / 'normal'}: no images")
+    size = input_shape(config, train_files)
     channels = decide_channels(train_files, config.channels)
     train = _image_set(train_files, [0] * len(train_files), ["good"] * len(train_files), channels, size, config.cache_dir)
     train = with_load_size(train, train_files, channels, config.load_size, config.cache_dir)

@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fcdd.data.base import DATASETS, DataError, DataSplits, ImageSet, decide_channels, list_images, load_images, no_maps
+from fcdd.data.base import (
+    DATASETS,
+    DataError,
+    DataSplits,
+    ImageSet,
+    decide_channels,
+    input_shape,
+    list_images,
+    load_images,
+    no_maps,
+)
+from fcdd.data.shape import Size
 
 if TYPE_CHECKING:
     from fcdd.config import Config
 
 
-def _set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: int, cache_dir: str | None = None) -> ImageSet:
+def _set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: Size, cache_dir: str | None = None) -> ImageSet:
     return ImageSet(load_images(files, channels, size, cache_dir), torch.tensor(labels, dtype=torch.long),
                     no_maps(len(files), size), kinds, [str(p) for p in files])
 
@@ -53,8 +64,9 @@ def imagenet(config: Config) -> DataSplits:
         test_files += files
         labels += [int(cls != nominal)] * len(files)
         kinds += ["good" if cls == nominal else cls] * len(files)
-    return DataSplits(_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size, config.cache_dir),
-                      _set(test_files, labels, kinds, channels, config.image_size, config.cache_dir), name=f"imagenet-{nominal}")
+    size = input_shape(config, train_files)
+    return DataSplits(_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
+                      _set(test_files, labels, kinds, channels, size, config.cache_dir), name=f"imagenet-{nominal}")
 
 
 def _voc_root(data: str | None) -> Path:
@@ -94,8 +106,9 @@ def voc(config: Config) -> DataSplits:
     train_files, _ = files("train", True)
     test_files, labels = files("val", False)
     channels = 3
+    size = input_shape(config, train_files)
     return DataSplits(
-        _set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, config.image_size, config.cache_dir),
-        _set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, config.image_size, config.cache_dir),
+        _set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
+        _set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, size, config.cache_dir),
         name=f"voc-{nominal}",
     )

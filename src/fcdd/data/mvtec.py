@@ -11,7 +11,9 @@ defect image needs its mask, so no defect counts as nominal pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,12 +28,14 @@ from fcdd.data.base import (
     ImageSet,
     category_folders,
     decide_channels,
+    input_shape,
     list_images,
     load_images,
     load_mask,
     no_maps,
     with_load_size,
 )
+from fcdd.data.shape import Size, as_shape
 
 if TYPE_CHECKING:
     from fcdd.config import Config
@@ -126,8 +130,12 @@ class MVTecLayout:
             raise DataError(f"{test_root}: no test images")
         return train, test
 
-    def load(self, size: int, channels: int = 0, cache_dir: str | None = None, load_size: int | None = None) -> tuple[ImageSet, ImageSet]:
+    def load(self, size: Size, channels: int = 0, cache_dir: str | None = None, load_size: int | None = None,
+             shape_of: Callable[[list[Path]], Size] | None = None) -> tuple[ImageSet, ImageSet]:
+        """Train and test sets at ``size``, or at the shape ``shape_of(nominal training files)`` gives."""
         train_files, test_files = self.files()
+        if shape_of is not None:
+            size = shape_of(train_files)
         self._check_mask_folders(test_files)
         self._check_orphan_masks(test_files)
         channels = decide_channels(train_files, channels)
@@ -144,7 +152,7 @@ class MVTecLayout:
             for path in files:
                 mask_path = None if nominal else self._mask_for(defect, path)
                 mask_paths.append(None if mask_path is None else str(mask_path))
-                maps.append(load_mask(mask_path, path, size) if mask_path else np.zeros((1, size, size), np.uint8))
+                maps.append(load_mask(mask_path, path, size) if mask_path else np.zeros((1, *as_shape(size)), np.uint8))
                 paths.append(path)
                 labels.append(0 if nominal else 1)
                 kinds.append("good" if nominal else defect)
@@ -176,7 +184,8 @@ def mvtec(config: Config) -> DataSplits:
     if not config.data:
         raise DataError("the mvtec data set needs --data (a category folder or a folder of categories)")
     root = MVTecLayout.resolve(config.data, config.category)
-    train, test = MVTecLayout(root).load(config.image_size, config.channels, config.cache_dir, config.load_size)
+    train, test = MVTecLayout(root).load(config.image_size, config.channels, config.cache_dir, config.load_size,
+                                         shape_of=partial(input_shape, config))
     return DataSplits(train, test, name=root.name)
 
 

@@ -42,6 +42,8 @@ def check_load_size(config: Config, splits: DataSplits) -> None:
     synthetic) and a side no smaller than the input's; a reader that ignored it would train on no crops."""
     if config.load_size is None:
         return
+    if config.aspect != "square":
+        raise ValueError(f"--load-size crops a square out of a square; it needs --aspect square, not {config.aspect}")
     if config.load_size < config.image_size:
         raise ValueError(f"load_size ({config.load_size}) must be at least image_size ({config.image_size}): training crops image_size out of it")
     loaded = splits.train.loaded

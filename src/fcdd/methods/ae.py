@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fcdd.data.shape import Size
 from fcdd.explain.ssim import ssim
 from fcdd.explain.upsample import blur
-from fcdd.methods.base import METHODS, Method
+from fcdd.methods.base import METHODS, Method, square_side
 from fcdd.models.autoencoders import EncoderDecoder, Reconstruction, build_autoencoder
 
 
@@ -73,10 +74,10 @@ def kl_divergence(rec: Reconstruction, images: torch.Tensor, reduction: str = "m
 class AE(Method):
     uses_anomalies = False
 
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
+    def __init__(self, config, in_channels: int, image_shape: Size | None = None) -> None:
+        super().__init__(config, in_channels, image_shape)
         self.arch = config.arch or "ae"
-        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
+        self.net = build_autoencoder(self.arch, in_channels, square_side(self.image_shape, config.objective), width=config.width, pretrained=config.pretrained)
         self.reduction = config.loss
         self.with_ssim = config.ssim
         self.blur_std = config.blur_heatmaps or 0.0

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import torch
 
+from fcdd.data.shape import Size
 from fcdd.data.transforms import to_float
 from fcdd.explain.gradients import attention_maps, capture_output, find_layer
 from fcdd.explain.upsample import blur
 from fcdd.methods.ae import check_reconstruction_options, kl_divergence, reconstruction_score
-from fcdd.methods.base import METHODS, Method
+from fcdd.methods.base import METHODS, Method, square_side
 from fcdd.models.autoencoders import EncoderDecoder, build_autoencoder
 
 TARGETS = ("latent_mean", "bottleneck", "reconstruction_error")
@@ -73,10 +74,10 @@ class AttentionAE(Method):
     uses_anomalies = False
     heatmaps_need_grad = True
 
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
+    def __init__(self, config, in_channels: int, image_shape: Size | None = None) -> None:
+        super().__init__(config, in_channels, image_shape)
         self.arch = config.arch or "vae"
-        self.net = build_autoencoder(self.arch, in_channels, config.image_size, width=config.width, pretrained=config.pretrained)
+        self.net = build_autoencoder(self.arch, in_channels, square_side(self.image_shape, config.objective), width=config.width, pretrained=config.pretrained)
         self.layer = config.layer or default_layer(self.net)
         find_layer(self.net, self.layer)  # an unknown name fails here, listing the valid ones
         self.reduction = config.loss
@@ -96,8 +97,7 @@ class AttentionAE(Method):
         self.attention_weight = config.attention_weight
         self.attention_k = config.attention_k
         self._batches = 0  # counts training batches, for alternating the two kinds of step
-        size = config.image_size
-        self.register_buffer("nominal_attention", torch.zeros(1, 1, size, size))
+        self.register_buffer("nominal_attention", torch.zeros(1, 1, *self.image_shape))
 
     def training_loss(self, images, labels, maps, use_maps):
         self._batches += 1

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from fcdd.data.shape import Size, as_shape
 from fcdd.registry import Registry
 
 if TYPE_CHECKING:
@@ -28,9 +29,10 @@ class Method(nn.Module):
     #: nominal images (``fit``) with no optimiser, epochs or synthetic anomalies
     learns_by_gradient: bool = True
 
-    def __init__(self, config: Config, in_channels: int) -> None:
+    def __init__(self, config: Config, in_channels: int, image_shape: Size | None = None) -> None:
         super().__init__()
-        self.image_size = config.image_size
+        #: (height, width) of the network input: the data's (``--aspect``), else the square side
+        self.image_shape = as_shape(config.image_size if image_shape is None else image_shape)
         self.in_channels = in_channels
         self._net_name = config.net
 
@@ -90,8 +92,16 @@ class Method(nn.Module):
         return [p for p in self.parameters() if id(p) not in frozen and p.requires_grad]
 
 
-METHODS: Registry[Callable[[Config, int], Method]] = Registry("objective")
+METHODS: Registry[Callable[[Config, int, Size | None], Method]] = Registry("objective")
 
 
-def build_method(config: Config, in_channels: int) -> Method:
-    return METHODS.get(config.objective)(config, in_channels)
+def square_side(image_shape: tuple[int, int], objective: str) -> int:
+    """The side of a square input; a ValueError for objectives whose nets need one."""
+    height, width = image_shape
+    if height != width:
+        raise ValueError(f"objective {objective} needs a square input; the data gave {height}x{width} (use --aspect square)")
+    return height
+
+
+def build_method(config: Config, in_channels: int, image_shape: Size | None = None) -> Method:
+    return METHODS.get(config.objective)(config, in_channels, image_shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fcdd.data.shape import Size
 from fcdd.explain.upsample import make_upsampler
 from fcdd.methods.base import METHODS, Method
 from fcdd.models import build_net
@@ -50,8 +51,8 @@ def fcdd_pixel_loss(anomaly_map: torch.Tensor, maps: torch.Tensor) -> torch.Tens
 
 @METHODS.register("fcdd")
 class FCDD(Method):
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
+    def __init__(self, config, in_channels: int, image_shape: Size | None = None) -> None:
+        super().__init__(config, in_channels, image_shape)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
                              standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)

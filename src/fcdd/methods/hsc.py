@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fcdd.data.shape import Size
 from fcdd.explain.gradients import input_gradient_map
 from fcdd.methods.base import METHODS, Method
 from fcdd.methods.fcdd import fcdd_loss, pseudo_huber
@@ -39,15 +40,15 @@ class GlobalHead(nn.Module):
 class HSC(Method):
     heatmaps_need_grad = True
 
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
+    def __init__(self, config, in_channels: int, image_shape: Size | None = None) -> None:
+        super().__init__(config, in_channels, image_shape)
         self.net = build_net(config.net, in_channels, config.image_size, width=config.width, pretrained=config.pretrained,
                              standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.net.head = nn.Identity()  # the spatial 1x1 head is replaced by the global one
         self.net.spatial = False
         with torch.no_grad():
             self.net.eval()
-            features = self.net.embed(torch.zeros(1, in_channels, config.image_size, config.image_size))
+            features = self.net.embed(torch.zeros(1, in_channels, *self.image_shape))
             self.net.train()
         self.global_head = GlobalHead(features.shape[1], features.shape[-1])
         self.blur_std = config.blur_heatmaps or 0.0

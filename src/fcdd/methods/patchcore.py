@@ -20,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from fcdd.data.shape import Size
 from fcdd.data.transforms import blur, to_float
 from fcdd.methods.base import METHODS, Method
 from fcdd.neighbours import PatchFeatures, greedy_coreset, make_search
@@ -38,8 +39,8 @@ class PatchCore(Method):
     #: coreset picks between two saves of an interrupted fit's progress
     save_every = 2000
 
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
+    def __init__(self, config, in_channels: int, image_shape: Size | None = None) -> None:
+        super().__init__(config, in_channels, image_shape)
         self.features = PatchFeatures(
             config.backbone, config.pretrained, in_channels=in_channels,
             layers=config.feature_layers or None, dim=config.patch_dim,

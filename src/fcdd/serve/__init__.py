@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fcdd.data.shape import Size, as_shape
 from fcdd.preprocess import DISPLAY_SIDE, MAX_UPLOAD_PIXELS
 
 MiB = 1024 * 1024
@@ -52,17 +53,18 @@ class Limits:
     max_connections: int = 64
 
 
-def memory_bound(limits: Limits, channels: int = 3, image_size: int = 224) -> int:
+def memory_bound(limits: Limits, channels: int = 3, image_size: Size = 224) -> int:
     """Bytes the server may hold above its idle size under any mix of requests (see above)."""
     # a decoder may also hold the whole upload (WebP reads its file into memory)
     decoding = limits.decode_slots * (max(limits.max_pixels * BYTES_PER_PIXEL, RENDER_BYTES) + limits.max_upload_bytes)
     connections = limits.max_connections * CONNECTION_BYTES
-    tensor = channels * image_size * image_size * 4
+    height, width = as_shape(image_size)
+    tensor = channels * height * width * 4
     waiting = (limits.queue_size + limits.max_batch + limits.decode_slots) * (tensor + DISPLAY_BYTES)
     return decoding + connections + waiting
 
 
-def bound_text(limits: Limits, channels: int = 3, image_size: int = 224) -> str:
+def bound_text(limits: Limits, channels: int = 3, image_size: Size = 224) -> str:
     """The bound as one sentence with its terms, for ``--help`` and the start-up line."""
     return (f"memory above the idle server stays under {memory_bound(limits, channels, image_size) / MiB:,.0f} MiB: "
             f"decode slots ({limits.decode_slots}) x (max(max pixels ({limits.max_pixels:,}) x {BYTES_PER_PIXEL} B, "

@@ -55,6 +55,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
+from fcdd.data.shape import Size
+from fcdd.data.shape import describe as describe_shape
 from fcdd.detector import Detector, Prediction
 from fcdd.overlay import colour_scale, coloured, png_bytes, render_overlay
 from fcdd.preprocess import UPLOAD_FORMATS, ImageRejected, decode_bytes, format_names, prepare_decoded
@@ -261,7 +263,7 @@ class Decoded:
     height: int
 
 
-def decode_upload(source: BinaryIO | bytes, limits: Limits, channels: int, size: int, with_display: bool) -> Decoded:
+def decode_upload(source: BinaryIO | bytes, limits: Limits, channels: int, size: Size, with_display: bool) -> Decoded:
     """Check, decode and shrink one upload; the full-size image exists only inside this call."""
     image = decode_bytes(source, limits.max_pixels, limits.max_side, UPLOAD_FORMATS)
     try:
@@ -313,7 +315,7 @@ def _pictures(detector: Detector, prediction: Prediction, display) -> dict:
 def public_limits(limits: Limits, detector: Detector) -> dict:
     """The limits a client may want to know, with the formats and the memory bound."""
     return {**asdict(limits), "formats": list(UPLOAD_FORMATS),
-            "memory_bound_bytes": memory_bound(limits, detector.in_channels, detector.image_size)}
+            "memory_bound_bytes": memory_bound(limits, detector.in_channels, detector.image_shape)}
 
 
 def public_model(detector: Detector) -> dict:
@@ -337,7 +339,7 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
         lifespan=lifespan,
         title="fcdd anomaly detection",
         description="Upload an image: anomaly score, verdict and an explanation heatmap. Model: "
-                    f"{detector.config.objective} / {detector.config.net} at {detector.image_size}x{detector.image_size}. "
+                    f"{detector.config.objective} / {detector.config.net} at {describe_shape(detector.image_shape)} (height x width). "
                     f"Accepted formats: {format_names(UPLOAD_FORMATS)}.",
         version="1",
     )
@@ -385,7 +387,7 @@ def create_app(detector: Detector, limits: Limits | None = None) -> FastAPI:
             raise reject(413, f"upload exceeds the limit of {limits.max_upload_bytes} bytes")
         started = time.perf_counter()
         try:
-            decoded = await workers.run(decode_upload, file.file, limits, detector.in_channels, detector.image_size, images)
+            decoded = await workers.run(decode_upload, file.file, limits, detector.in_channels, detector.image_shape, images)
         except ImageRejected as err:
             raise reject(REJECTION_STATUS[err.reason], f"{file.filename or 'upload'}: {err}") from None
         try:
@@ -418,10 +420,10 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, device: st
     limits = limits or Limits()
     detector = Detector.load(run, device=device, threshold=threshold, pixel_threshold=pixel_threshold)
     # one full batch now, so that the idle size the memory bound is stated over includes it
-    detector.forward(torch.zeros(limits.max_batch, detector.in_channels, detector.image_size, detector.image_size))
+    detector.forward(torch.zeros(limits.max_batch, detector.in_channels, *detector.image_shape))
     app = create_app(detector, limits)
     print(f"fcdd serve: {detector.config.objective}/{detector.config.net} on {detector.device}; "
           f"page http://{host}:{port}/ , API docs http://{host}:{port}/docs; "
-          f"{bound_text(limits, detector.in_channels, detector.image_size)}", flush=True)
+          f"{bound_text(limits, detector.in_channels, detector.image_shape)}", flush=True)
     # limit_concurrency: beyond this many open connections uvicorn answers 503 itself
     uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=limits.max_connections, timeout_keep_alive=5)

@@ -69,9 +69,9 @@ def execute(config: Config, splits: DataSplits | None = None) -> Run:
         setup = prepare(config, splits)
         splits, method, supervision, device = setup.splits, setup.method, setup.supervision, setup.device
         log.info(
-            "data %s: %d training images, %d test images (%d anomalous), %d channel(s) at %dx%d",
+            "data %s: %d training images, %d test images (%d anomalous), %d channel(s) at %dx%d (height x width)",
             splits.name, len(splits.train), len(splits.test), int(splits.test.labels.sum()), splits.train.channels,
-            config.image_size, config.image_size,
+            *method.image_shape,
         )
         for note in splits.notes:
             log.info("note: %s", note)

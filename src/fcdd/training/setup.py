@@ -47,7 +47,7 @@ def prepare(config: Config, splits: DataSplits | None = None) -> Setup:
     seed_everything(config.seed)
     device = rank_device(pick_device(config.device))  # several processes: the GPU of each one's local rank
     splits = prepare_splits(config, splits)
-    method = build_method(config, splits.train.channels)
+    method = build_method(config, splits.train.channels, tuple(splits.train.images.shape[-2:]))
     mean, std = channel_stats(splits.train.images)
     method.set_input_normalisation(mean, std)
     if not method.uses_anomalies and config.supervise_mode != "unsupervised":

@@ -82,7 +82,7 @@ class FolderOutliers(PoolSource):
         if not self.files:
             raise DataError(f"{config.noise_dir}: no images found")
         self.channels = splits.train.channels if splits is not None else 3
-        self.size = config.image_size
+        self.size = tuple(splits.train.images.shape[-2:]) if splits is not None else config.image_size  # the nominal images' shape
         if len(self.files) <= MAX_POOL:
             super().__init__(config, splits)
             return
