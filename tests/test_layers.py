@@ -19,6 +19,7 @@ SRC = Path(fcdd.__file__).resolve().parent
 LAYERS = {
     "fcdd.registry": 0, "fcdd.io": 0, "fcdd.runtime": 0,
     "fcdd.presets": 1, "fcdd.config": 1,
+    "fcdd.data.shape": 1.8,  # the input shape (square or the data's aspect), below everything that resizes
     "fcdd.data.cache": 1.9,  # the decoded-image cache below the image sets that hold its views
     "fcdd.data.base": 2.0, "fcdd.data.transforms": 2.0, "fcdd.data.download": 2.0,
     "fcdd.data": 2.1,  # readers of the layouts
