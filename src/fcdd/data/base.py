@@ -348,6 +348,13 @@ def load_images(paths: Sequence[Path], channels: int, size: Size, cache_dir: str
     return torch.from_numpy(np.stack(arrays))
 
 
+def file_set(files: Sequence[Path], labels: Sequence[int], kinds: list[str], channels: int, size: Size,
+             cache_dir: str | Path | None = None) -> ImageSet:
+    """Image files as an ``ImageSet`` without masks (the class-folder layouts)."""
+    return ImageSet(load_images(files, channels, size, cache_dir), torch.tensor(list(labels), dtype=torch.long),
+                    no_maps(len(files), size), kinds, [str(p) for p in files])
+
+
 def with_load_size(images: ImageSet, files: Sequence[Path], channels: int, load_size: int | None,
                    cache_dir: str | Path | None = None) -> ImageSet:
     """A nominal training set with ``loaded``: its files decoded again at ``load_size``

@@ -18,31 +18,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from fcdd.data.base import (
     DATASETS,
     DataError,
     DataSplits,
-    ImageSet,
     decide_channels,
+    file_set,
     input_shape,
     list_images,
-    load_images,
-    no_maps,
     with_load_size,
 )
-from fcdd.data.shape import Size
 
 if TYPE_CHECKING:
     from fcdd.config import Config
-
-
-def _image_set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: Size, cache_dir: str | None = None) -> ImageSet:
-    return ImageSet(
-        load_images(files, channels, size, cache_dir), torch.tensor(labels, dtype=torch.long),
-        no_maps(len(files), size), kinds, [str(p) for p in files],
-    )
 
 
 def _classes(folder: Path) -> list[str]:
@@ -72,23 +60,23 @@ def custom(config: Config) -> DataSplits:
             test_files += files
             labels += [0 if cls == category else 1] * len(files)
             kinds += ["good" if cls == category else cls] * len(files)
-        train = _image_set(train_files, [0] * len(train_files), [category] * len(train_files), channels, size, config.cache_dir)
+        train = file_set(train_files, [0] * len(train_files), [category] * len(train_files), channels, size, config.cache_dir)
         train = with_load_size(train, train_files, channels, config.load_size, config.cache_dir)
-        return DataSplits(train, _image_set(test_files, labels, kinds, channels, size, config.cache_dir), name=f"custom-ovr-{category}")
+        return DataSplits(train, file_set(test_files, labels, kinds, channels, size, config.cache_dir), name=f"custom-ovr-{category}")
     train_files = list_images(root / "train" / category / "normal")
     if not train_files:
         raise DataError(f"{root / 'train' / category / 'normal'}: no images")
     size = input_shape(config, train_files)
     channels = decide_channels(train_files, config.channels)
-    train = _image_set(train_files, [0] * len(train_files), ["good"] * len(train_files), channels, size, config.cache_dir)
+    train = file_set(train_files, [0] * len(train_files), ["good"] * len(train_files), channels, size, config.cache_dir)
     train = with_load_size(train, train_files, channels, config.load_size, config.cache_dir)
     anomalous_dir = root / "train" / category / "anomalous"
     train_anomalies = None
     if anomalous_dir.is_dir() and list_images(anomalous_dir):
         files = list_images(anomalous_dir)
-        train_anomalies = _image_set(files, [1] * len(files), ["anomalous"] * len(files), channels, size, config.cache_dir)
+        train_anomalies = file_set(files, [1] * len(files), ["anomalous"] * len(files), channels, size, config.cache_dir)
     normal_test = list_images(root / "test" / category / "normal")
     anomalous_test = list_images(root / "test" / category / "anomalous")
-    test = _image_set(normal_test + anomalous_test, [0] * len(normal_test) + [1] * len(anomalous_test),
+    test = file_set(normal_test + anomalous_test, [0] * len(normal_test) + [1] * len(anomalous_test),
                       ["good"] * len(normal_test) + ["anomalous"] * len(anomalous_test), channels, size, config.cache_dir)
     return DataSplits(train, test, name=f"custom-{category}", train_anomalies=train_anomalies)

@@ -11,28 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from fcdd.data.base import (
     DATASETS,
     DataError,
     DataSplits,
-    ImageSet,
     decide_channels,
+    file_set,
     input_shape,
     list_images,
-    load_images,
-    no_maps,
 )
-from fcdd.data.shape import Size
 
 if TYPE_CHECKING:
     from fcdd.config import Config
-
-
-def _set(files: list[Path], labels: list[int], kinds: list[str], channels: int, size: Size, cache_dir: str | None = None) -> ImageSet:
-    return ImageSet(load_images(files, channels, size, cache_dir), torch.tensor(labels, dtype=torch.long),
-                    no_maps(len(files), size), kinds, [str(p) for p in files])
 
 
 def _pick_class(category: str | None, classes: list[str], root: Path) -> str:
@@ -65,8 +55,8 @@ def imagenet(config: Config) -> DataSplits:
         labels += [int(cls != nominal)] * len(files)
         kinds += ["good" if cls == nominal else cls] * len(files)
     size = input_shape(config, train_files)
-    return DataSplits(_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
-                      _set(test_files, labels, kinds, channels, size, config.cache_dir), name=f"imagenet-{nominal}")
+    return DataSplits(file_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
+                      file_set(test_files, labels, kinds, channels, size, config.cache_dir), name=f"imagenet-{nominal}")
 
 
 def _voc_root(data: str | None) -> Path:
@@ -108,7 +98,7 @@ def voc(config: Config) -> DataSplits:
     channels = 3
     size = input_shape(config, train_files)
     return DataSplits(
-        _set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
-        _set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, size, config.cache_dir),
+        file_set(train_files, [0] * len(train_files), [nominal] * len(train_files), channels, size, config.cache_dir),
+        file_set(test_files, labels, ["good" if lab == 0 else "other" for lab in labels], channels, size, config.cache_dir),
         name=f"voc-{nominal}",
     )
