@@ -67,9 +67,9 @@ class PixelDistance(Method):
     learns_by_gradient = False
     uses_anomalies = False
 
-    def __init__(self, config, in_channels: int) -> None:
-        super().__init__(config, in_channels)
-        self.register_buffer("mean", torch.zeros(1, in_channels, config.image_size, config.image_size))
+    def __init__(self, config, in_channels: int, image_shape=None) -> None:
+        super().__init__(config, in_channels, image_shape)
+        self.register_buffer("mean", torch.zeros(1, in_channels, *self.image_shape))
 
     def fit(self, train_images, batch_size, device, state=None, save=None) -> None:
         self.mean.copy_(train_images.float().div(255).mean(0, keepdim=True))
