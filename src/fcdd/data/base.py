@@ -220,12 +220,17 @@ def image_header(path: Path) -> tuple[str, tuple[int, int]]:
         return image.mode, image.size
 
 
+#: nominal files whose headers decide ``--aspect data``'s shape
+SHAPE_SAMPLE = 1000
+
+
 def input_shape(config: Config, nominal_files: Sequence[Path]) -> Size:
     """The network input for a set of files: ``--image-size`` square, or with ``--aspect data``
-    the nominal training images' median aspect kept (read from their headers)."""
+    the nominal training images' median aspect kept (read from the headers of up to
+    ``SHAPE_SAMPLE`` of them, spread over the list, so a large set costs no scan)."""
     if config.aspect == "square":
         return config.image_size
-    return data_shape((image_header(path)[1] for path in nominal_files), config.image_size)
+    return data_shape((image_header(path)[1] for path in spread(nominal_files, SHAPE_SAMPLE)), config.image_size)
 
 
 def open_image(path: Path) -> Image.Image:
