@@ -24,7 +24,7 @@ import torch
 
 from fcdd.calibration import normalise_scores
 from fcdd.evaluation import infer
-from fcdd.preprocess import as_items, iter_batches, prepare_batch
+from fcdd.preprocess import as_items, is_prepared, iter_batches, prepare_batch
 from fcdd.rundir import Run, method_from_snapshot, read_snapshot, snapshot_shape
 from fcdd.runtime import pick_device
 
@@ -163,8 +163,7 @@ class Detector:
 
     def infer(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores (N,) and heatmaps (N, 1, H, W) in one pass; files are decoded in threads, batches ahead."""
-        if isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point() \
-                and tuple(images.shape[1:]) == (self.in_channels, *self.image_shape):
+        if is_prepared(images, self.in_channels, self.image_shape, ndim=4):
             loaded = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
         else:
             items = as_items(images)

@@ -2,7 +2,8 @@
 
 Training decodes each file once with PIL, converts it to grey or RGB, resizes it (bilinear) to
 the run's input shape (``image_size`` square, or with ``--aspect data`` its height x width) and
-scales it to [0, 1] (``fcdd.data.base.to_array``). The same function runs here, so a file scored by a ``Detector`` gets the score the run's evaluation gave it. Arrays and
+scales it to [0, 1] (``fcdd.data.base.to_array``). The same function runs here, so a file scored
+by a ``Detector`` gets the score the run's evaluation gave it. Arrays and
 tensors of another size or channel count take the same PIL path (after rounding to uint8);
 float tensors already at the training size and channel count are used as they are.
 
@@ -87,7 +88,7 @@ def to_pil(item) -> Image.Image:
 def prepare_one(item, channels: int, size: Size) -> torch.Tensor:
     """(C, H, W) float in [0, 1] at ``size`` (a side or (H, W)) from a path, PIL image, array
     (h, w[, c]) or tensor (c, h, w)."""
-    if _prepared(item, channels, size):
+    if is_prepared(item, channels, size, ndim=3):
         return item.detach().float().cpu()
     return _to_tensor(to_array(to_8bit(to_pil(item)), channels, size))
 
@@ -97,15 +98,17 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(arr, requirements="W")).float().div_(255.0)
 
 
-def _prepared(item, channels: int, size: Size) -> bool:
-    """Whether ``item`` is a float (C, H, W) tensor already at the input's channels and shape."""
-    return isinstance(item, torch.Tensor) and item.is_floating_point() and tuple(item.shape) == (channels, *as_shape(size))
+def is_prepared(images, channels: int, size: Size, ndim: int) -> bool:
+    """Whether ``images`` is a float tensor of ``ndim`` dimensions (3: one image, 4: a batch)
+    already at the input's channels and shape, to be used as it is."""
+    return (isinstance(images, torch.Tensor) and images.is_floating_point() and images.ndim == ndim
+            and tuple(images.shape[-3:]) == (channels, *as_shape(size)))
 
 
 def prepare_batch(images, channels: int, size: Size) -> torch.Tensor:
     """A float batch (N, C, H, W) from one image or a sequence / batch of them."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
-        if images.is_floating_point() and tuple(images.shape[1:]) == (channels, *as_shape(size)):
+        if is_prepared(images, channels, size, ndim=4):
             return images.detach().float().cpu()
         return torch.stack([prepare_one(x, channels, size) for x in images])
     return torch.stack([prepare_one(x, channels, size) for x in as_items(images)])
@@ -275,7 +278,7 @@ class Loaded:
 
 
 def _load(item, channels: int, size: Size, keep_display: bool) -> tuple[torch.Tensor, Image.Image | None]:
-    if _prepared(item, channels, size):
+    if is_prepared(item, channels, size, ndim=3):
         return item.detach().float().cpu(), None
     return prepare_decoded(to_pil(item), channels, size, keep_display)
 

@@ -266,7 +266,7 @@ def scale_high_bit(image: Image.Image) -> np.ndarray:
 
 
 def to_array(image: Image.Image, channels: int, size: Size, resample=Image.BILINEAR) -> np.ndarray:
-    """A PIL image as (C, H, W) uint8 (``size`` a square side or (H, W)) (C = 1 for ``channels == 1``, else 3).
+    """A PIL image as (C, H, W) uint8: ``size`` a square side or (H, W), C = 1 for ``channels == 1``, else 3.
 
     Modes of more than 8 bits are scaled by their bit depth (``scale_high_bit``); a mode Pillow
     cannot convert to grey / RGB is a ValueError."""

@@ -67,7 +67,7 @@ def cache_root(setting: str | Path | None) -> Path | None:
 
 
 def cache_key(paths: Sequence[Path], channels: int, size: Size) -> str:
-    """Hash of the sorted resolved paths with their byte sizes and mtimes, the side, the channels
+    """Hash of the sorted resolved paths with their byte sizes and mtimes, the shape, the channels
     and ``FORMAT``: a changed, added or removed file makes a new key, so a stale cache is never read."""
     entries = []
     for path in sorted(str(Path(p).resolve()) for p in paths):
