@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true", help="skip the PatchCore reference")
     parser.add_argument("--semi", action="store_true", help="semi-supervised (one real defect per type) vs unsupervised, same test images")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generalise.json"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the categories an earlier run with the same config and seeds already wrote to --out")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     base = Config.from_dict({**Config.from_yaml(args.config).to_dict(), **overrides}, source="--set").replace(report=False)
@@ -91,8 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         categories = [c for c in categories if c.name in wanted]
     if args.semi:
         return semi_supervised(base, categories, args.seeds, args.out)
+    config_dict = {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")}
+    done = finished_rows(args.out, config_dict, args.seeds) if args.resume else {}
     rows = []
     for folder in categories:
+        if folder.name in done:
+            print(f"{folder.name}: kept from {args.out}", flush=True)
+            rows.append(done[folder.name])
+            continue
         fcdd_runs = []
         for seed in range(args.seeds):
             result = score(base.replace(data=str(folder), seed=seed))
@@ -107,24 +115,46 @@ def main(argv: list[str] | None = None) -> int:
             row["gap"] = {k: row["fcdd"][k] - row["patchcore"][k] for k in ("image_auroc", "pixel_auroc")
                           if row["fcdd"][k] is not None and row["patchcore"][k] is not None}
         rows.append(row)
+        write_payload(args, base, config_dict, rows, complete=False)
+    write_payload(args, base, config_dict, rows, complete=True)
+    if not args.no_reference:
+        print(markdown(rows, means_of(rows)))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def finished_rows(out: str, config_dict: dict, seeds: int) -> dict[str, dict]:
+    """Categories an earlier (possibly killed) run of the same setting wrote, so a rerun skips them."""
+    path = Path(out)
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("config") != json.loads(json.dumps(config_dict)) or earlier.get("seeds") != seeds:
+        print(f"{out} holds another setting or seed count; starting afresh", flush=True)
+        return {}
+    return {row["category"]: row for row in earlier.get("categories", [])}
+
+
+def means_of(rows: list[dict]) -> dict:
     means = {}
     for method in ("fcdd", "patchcore"):
         present = [r[method] for r in rows if r.get(method)]
         means[method] = {k: (statistics.mean([p[k] for p in present if p[k] is not None]) if present else None)
                          for k in ("image_auroc", "pixel_auroc", "pixel_aupro", "train_seconds")}
+    return means
+
+
+def write_payload(args, base: Config, config_dict: dict, rows: list[dict], complete: bool) -> None:
+    """Written after every category (atomically), so a killed run loses at most the one in progress."""
     payload = {
         # rows keep the key "fcdd" for the configured setting whatever its objective (config.objective)
         "benchmark": f"one {base.objective} setting on every shared category"
                      + ("" if args.no_reference else ", PatchCore as reference"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-        "config": {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")},
-        "seeds": args.seeds, "categories": rows, "mean": means,
+        "config": config_dict,
+        "seeds": args.seeds, "complete": complete, "categories": rows, "mean": means_of(rows),
     }
     atomic_write_json(args.out, payload)
-    if not args.no_reference:
-        print(markdown(rows, means))
-    print(f"wrote {args.out}")
-    return 0
 
 
 def semi_supervised(base: Config, categories: list[Path], seeds: int, out: str) -> int:
