@@ -169,20 +169,25 @@ def semi_supervised(base: Config, categories: list[Path], seeds: int, out: str) 
                 print(json.dumps({"category": folder.name, "method": name, "n_test": len(splits.test), **result}), flush=True)
                 runs[name].append(result)
         rows.append({"category": folder.name, **{k: summary(v) for k, v in runs.items()}, "runs": runs})
-    means = {k: {m: statistics.mean([r[k][m] for r in rows if r[k][m] is not None]) for m in ("image_auroc", "pixel_auroc", "pixel_aupro")}
-             for k in ("unsupervised", "semi_supervised")}
-    payload = {
-        "benchmark": "semi-supervised FCDD (one real defect per type) vs unsupervised, same test images",
-        "config": {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")},
-        "seeds": seeds, "categories": rows, "mean": means,
-    }
-    atomic_write_json(out, payload)
+        write_semi_payload(base, seeds, rows, out, complete=False)  # a killed run keeps the finished categories
+    means = write_semi_payload(base, seeds, rows, out, complete=True)
     for row in rows:
         u, s = row["unsupervised"], row["semi_supervised"]
         print(f"| {row['category']} | {u['image_auroc']:.3f} | {u['pixel_auroc']:.3f} | {s['image_auroc']:.3f} | {s['pixel_auroc']:.3f} |")
     print(json.dumps(means))
     print(f"wrote {out}")
     return 0
+
+
+def write_semi_payload(base: Config, seeds: int, rows: list[dict], out: str, complete: bool) -> dict:
+    means = {k: {m: statistics.mean([r[k][m] for r in rows if r[k][m] is not None]) for m in ("image_auroc", "pixel_auroc", "pixel_aupro")}
+             for k in ("unsupervised", "semi_supervised")}
+    atomic_write_json(out, {
+        "benchmark": "semi-supervised FCDD (one real defect per type) vs unsupervised, same test images",
+        "config": {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")},
+        "seeds": seeds, "complete": complete, "categories": rows, "mean": means,
+    })
+    return means
 
 
 if __name__ == "__main__":
