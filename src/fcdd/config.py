@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,16 @@ from fcdd.presets import PRESETS
 #: the smallest input side every registered net runs at (the EfficientNet-Lite0 cuts need 16;
 #: ``tests/test_silent_cases.py`` builds each net at this size); presets go down to 28
 MIN_IMAGE_SIZE = 16
+#: ``--aspect HEIGHTxWIDTH``: a fixed input shape
+FIXED_ASPECT = re.compile(r"(\d+)x(\d+)")
+
+
+def fixed_aspect(aspect: str) -> tuple[int, int] | None:
+    """(height, width) of an ``--aspect`` given as HEIGHTxWIDTH; None for square and data."""
+    match = FIXED_ASPECT.fullmatch(aspect)
+    return (int(match[1]), int(match[2])) if match else None
+
+
 #: seeds are drawn into numpy's 32-bit seed space elsewhere, so larger ones would alias
 MAX_SEED = 2**32 - 1
 
@@ -101,7 +112,7 @@ class Config:
     dataset: str = option("mvtec", "data layout or reader (see `fcdd list`)", group="data")
     category: str | None = option(None, "category (MVTec/BTAD folder name) or nominal class (index or name) for one-vs-rest sets", group="data")
     image_size: int = option(224, "side of the square network input (with --aspect data its shorter side); images and masks are resized to it", ge=MIN_IMAGE_SIZE, le=4096, group="data")
-    aspect: str = option("square", "network input shape: square (image-size x image-size), or data: the nominal training images' median height:width ratio kept, image-size on the shorter side and the longer side rounded to a multiple of 32 (folder layouts: mvtec, btad, custom, imagenet folders; the readers of square images stay square). Tall or wide parts then keep their resolution along the long side", ("square", "data"), group="data")
+    aspect: str = option("square", "network input shape: square (image-size x image-size); data: the nominal training images' median height:width ratio kept, image-size on the shorter side and the longer side rounded to a multiple of 32; or HEIGHTxWIDTH, that shape, its shorter side --image-size (what `fcdd evaluate RUN --data DIR` uses, so other data is read at the run's shape). Folder layouts: mvtec, btad, custom, imagenet folders; the readers of square images stay square. Tall or wide parts then keep their resolution along the long side", group="data")
     load_size: int | None = option(None, "decode the nominal training images also at this larger side: each training image is then, half the time each, a random image-size crop or a resize of it (the FCDD paper's MVTec pipeline, 240); evaluation sees images resized to --image-size (none: training images are decoded at --image-size only)", ge=MIN_IMAGE_SIZE, le=4096, group="data")
     channels: int = option(0, "1 grey, 3 colour, 0 decide from the images", ge=0, le=3, group="data")
     augment_flip: str = option("h", "random flips during training (h horizontal, v vertical)", ("none", "h", "v", "hv"), group="data")
@@ -202,8 +213,19 @@ class Config:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
             if bounds is not None:
                 bounds.check(f.name, value)
+        self._check_aspect()
         if self.feature_noise_min is not None and self.feature_noise_min > self.feature_noise:
             raise ValueError(f"feature_noise_min ({self.feature_noise_min}) must not exceed feature_noise ({self.feature_noise})")
+
+    def _check_aspect(self) -> None:
+        if self.aspect in ("square", "data"):
+            return
+        shape = fixed_aspect(self.aspect)
+        if shape is None:
+            raise ValueError(f"aspect must be square, data or HEIGHTxWIDTH (e.g. 288x224), got {self.aspect!r}")
+        if min(shape) != self.image_size or max(shape) > 4096:
+            raise ValueError(f"aspect {self.aspect}: its shorter side must be image_size ({self.image_size}) and its longer "
+                             f"at most 4096; for this shape set image_size to {min(shape)}")
 
     # --- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from fcdd.calibration import test_rates
 from fcdd.data.prepare import prepare_splits
 from fcdd.evaluation import evaluate
 from fcdd.io import atomic_write_json
-from fcdd.rundir import METRICS, method_from_snapshot, read_snapshot
+from fcdd.rundir import METRICS, method_from_snapshot, read_snapshot, snapshot_shape
 from fcdd.runtime import pick_device
 
 log = logging.getLogger("fcdd")
@@ -53,6 +53,9 @@ def evaluate_run(
         # a category folder (with test/) stands for itself; a folder of categories takes the run's
         changes.update(data=str(folder), dataset=dataset or config.dataset,
                        category=category if category is not None else (None if (folder / "test").is_dir() else config.category))
+        height, width = snapshot_shape(snapshot)
+        if config.aspect != "square":  # the run's shape, not one derived from the other folder's images
+            changes["aspect"] = "square" if height == width else f"{height}x{width}"
     config = config.replace(**changes)
     dev = pick_device(device)
     test = prepare_splits(config).test

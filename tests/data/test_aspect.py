@@ -13,8 +13,10 @@ import fcdd
 from fcdd.config import Config
 from fcdd.data import prepare_splits
 from fcdd.data.shape import SIDE_MULTIPLE, as_shape, data_shape, shape_for_ratio
+from fcdd.evaluate_run import evaluate_run
+from fcdd.evaluation import evaluate
 from fcdd.export import metadata
-from fcdd.rundir import read_snapshot
+from fcdd.rundir import method_from_snapshot, read_snapshot
 
 
 @pytest.mark.parametrize(("ratio", "expected"), [(1.0, (224, 224)), (2.52, (576, 224)), (1 / 2.52, (224, 576)),
@@ -105,5 +107,28 @@ def test_an_old_snapshot_without_a_shape_is_square(tiny_run):
 
 def test_aspect_is_a_config_option():
     assert Config.from_dict({"aspect": "data"}).aspect == "data"
-    with pytest.raises(ValueError):
-        Config.from_dict({"aspect": "tall"})
+    assert Config.from_dict({"aspect": "288x224", "image_size": 224}).aspect == "288x224"
+    for bad in ("tall", "288x", "288x224x3"):
+        with pytest.raises(ValueError, match="square, data or HEIGHTxWIDTH"):
+            Config.from_dict({"aspect": bad})
+    with pytest.raises(ValueError, match="set image_size to 128"):
+        Config.from_dict({"aspect": "128x256", "image_size": 224})
+
+
+def test_a_fixed_aspect_loads_that_shape(tall_root, make_tiny_config, tmp_path):
+    config = make_tiny_config(tall_root, tmp_path / "run", aspect="32x96")
+    splits = prepare_splits(config)
+    assert tuple(splits.train.images.shape[-2:]) == (32, 96) and tuple(splits.test.maps.shape[-2:]) == (32, 96)
+
+
+def test_evaluate_on_other_data_keeps_the_runs_shape(tall_root, synthetic_root, make_tiny_config, tmp_path):
+    """A tall run scored on square images reads them at its own 64x32, not at a shape of theirs."""
+    fcdd.train(make_tiny_config(tall_root, tmp_path / "run", aspect="data"))
+    on_square = evaluate_run(tmp_path / "run", device="cpu", data=synthetic_root, output=tmp_path / "square.json")
+    config, method = method_from_snapshot(read_snapshot(tmp_path / "run"))
+    at_run_shape = prepare_splits(config.replace(data=str(synthetic_root), aspect="64x32")).test
+    at_own_shape = prepare_splits(config.replace(data=str(synthetic_root))).test
+    assert tuple(at_run_shape.images.shape[-2:]) == (64, 32) and tuple(at_own_shape.images.shape[-2:]) == (32, 32)
+    expected = evaluate(method, at_run_shape, config.eval_batch_size, torch.device("cpu"), resolution=config.eval_resolution)
+    assert on_square["pixel_auroc"] == pytest.approx(expected.metrics()["pixel_auroc"])
+    assert on_square["image_auroc"] == pytest.approx(expected.metrics()["image_auroc"])

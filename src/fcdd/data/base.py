@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fcdd.config import fixed_aspect
 from fcdd.data.cache import Rows, cache_root, cached_images
 from fcdd.data.shape import Size, as_shape, data_shape
 from fcdd.registry import Registry
@@ -225,11 +226,13 @@ SHAPE_SAMPLE = 1000
 
 
 def input_shape(config: Config, nominal_files: Sequence[Path]) -> Size:
-    """The network input for a set of files: ``--image-size`` square, or with ``--aspect data``
-    the nominal training images' median aspect kept (read from the headers of up to
-    ``SHAPE_SAMPLE`` of them, spread over the list, so a large set costs no scan)."""
+    """The network input for a set of files: ``--image-size`` square, a fixed ``--aspect HxW``,
+    or with ``--aspect data`` the nominal training images' median aspect kept (read from the
+    headers of up to ``SHAPE_SAMPLE`` of them, spread over the list, so a large set costs no scan)."""
     if config.aspect == "square":
         return config.image_size
+    if (shape := fixed_aspect(config.aspect)) is not None:
+        return shape
     return data_shape((image_header(path)[1] for path in spread(nominal_files, SHAPE_SAMPLE)), config.image_size)
 
 
