@@ -10,7 +10,8 @@ FCDD's gap to the reference. Writes JSON and prints a Markdown table.
 ``--semi``: instead, the paper's semi-supervised test. One real defect per type moves from the
 test set to training (``--supervise-mode noise --noise-mode mvtec_gt --oe-limit 1``); the same
 setting without them (the config as it is) trains on the same splits, so both are scored on the
-same test images.
+same test images. ``--pixel-losses mean,balanced`` runs the semi-supervised setting once per
+``--pixel-loss``.
 
     .venv/bin/python benchmarks/generalise.py --seeds 3 --out benchmarks/results/generalise.json
 """
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="comma-separated category names to run (default: all found)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PatchCore reference")
     parser.add_argument("--semi", action="store_true", help="semi-supervised (one real defect per type) vs unsupervised, same test images")
+    parser.add_argument("--pixel-losses", default=None,
+                        help="--semi: comma-separated --pixel-loss values, one semi-supervised run each (default: the config's)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generalise.json"))
     parser.add_argument("--resume", action="store_true",
                         help="keep the categories an earlier run with the same config and seeds already wrote to --out")
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.only.split(","))
         categories = [c for c in categories if c.name in wanted]
     if args.semi:
-        return semi_supervised(base, categories, args.seeds, args.out)
+        return semi_supervised(base, categories, args.seeds, args.out, args.pixel_losses.split(",") if args.pixel_losses else [base.pixel_loss])
     config_dict = {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")}
     done = finished_rows(args.out, config_dict, args.seeds) if args.resume else {}
     rows = []
@@ -157,33 +160,36 @@ def write_payload(args, base: Config, config_dict: dict, rows: list[dict], compl
     atomic_write_json(args.out, payload)
 
 
-def semi_supervised(base: Config, categories: list[Path], seeds: int, out: str) -> int:
+def semi_supervised(base: Config, categories: list[Path], seeds: int, out: str, pixel_losses: list[str]) -> int:
+    """Unsupervised and, per ``--pixel-loss`` in ``pixel_losses``, semi-supervised on the same splits."""
+    names = ["unsupervised", *(f"semi_supervised_{loss}" for loss in pixel_losses)]
     rows = []
     for folder in categories:
-        runs: dict[str, list[dict]] = {"unsupervised": [], "semi_supervised": []}
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         for seed in range(seeds):
             semi = base.replace(data=str(folder), seed=seed, supervise_mode="noise", noise_mode="mvtec_gt", oe_limit=1)
-            splits = prepare_splits(semi)  # the defects it trains on leave the test set, for both runs
-            for name, config in (("semi_supervised", semi), ("unsupervised", base.replace(data=str(folder), seed=seed))):
-                result = score(config, splits)
-                print(json.dumps({"category": folder.name, "method": name, "n_test": len(splits.test), **result}), flush=True)
+            splits = prepare_splits(semi)  # the defects it trains on leave the test set, for every run
+            configs = [base.replace(data=str(folder), seed=seed), *(semi.replace(pixel_loss=loss) for loss in pixel_losses)]
+            for name, config in zip(names, configs, strict=True):
+                result = {**score(config, splits), "n_test": len(splits.test)}
+                print(json.dumps({"category": folder.name, "method": name, **result}), flush=True)
                 runs[name].append(result)
         rows.append({"category": folder.name, **{k: summary(v) for k, v in runs.items()}, "runs": runs})
-        write_semi_payload(base, seeds, rows, out, complete=False)  # a killed run keeps the finished categories
-    means = write_semi_payload(base, seeds, rows, out, complete=True)
+        write_semi_payload(base, seeds, names, rows, out, complete=False)  # a killed run keeps the finished categories
+    means = write_semi_payload(base, seeds, names, rows, out, complete=True)
+    print("| category | " + " | ".join(f"{name} image | {name} pixel" for name in names) + " |")
     for row in rows:
-        u, s = row["unsupervised"], row["semi_supervised"]
-        print(f"| {row['category']} | {u['image_auroc']:.3f} | {u['pixel_auroc']:.3f} | {s['image_auroc']:.3f} | {s['pixel_auroc']:.3f} |")
+        print(f"| {row['category']} | " + " | ".join(f"{row[n]['image_auroc']:.3f} | {row[n]['pixel_auroc']:.3f}" for n in names) + " |")
     print(json.dumps(means))
     print(f"wrote {out}")
     return 0
 
 
-def write_semi_payload(base: Config, seeds: int, rows: list[dict], out: str, complete: bool) -> dict:
+def write_semi_payload(base: Config, seeds: int, names: list[str], rows: list[dict], out: str, complete: bool) -> dict:
     means = {k: {m: statistics.mean([r[k][m] for r in rows if r[k][m] is not None]) for m in ("image_auroc", "pixel_auroc", "pixel_aupro")}
-             for k in ("unsupervised", "semi_supervised")}
+             for k in names}
     atomic_write_json(out, {
-        "benchmark": "semi-supervised FCDD (one real defect per type) vs unsupervised, same test images",
+        "benchmark": "semi-supervised FCDD (one real defect per type, per --pixel-loss) vs unsupervised, same test images",
         "config": {k: v for k, v in base.to_dict().items() if k not in ("data", "out", "seed")},
         "seeds": seeds, "complete": complete, "categories": rows, "mean": means,
     })

@@ -41,6 +41,30 @@ def test_pixel_loss_matches_image_loss_for_nominal_and_weights_defect_pixels():
     assert fcdd_pixel_loss(a, gt).item() == pytest.approx(expected)
 
 
+def test_balanced_pixel_loss_weighs_a_defect_by_its_own_area():
+    a = torch.full((1, 1, 4, 4), 0.5)
+    a[..., 0, 3] = 2.0
+    gt = torch.zeros(1, 1, 8, 8)
+    gt[..., :2, 6:] = 1  # one of the 16 output pixels is the defect
+    anomalous = -math.log(1 - math.exp(-2.0))
+    assert fcdd_pixel_loss(a, gt, "balanced").item() == pytest.approx(0.5 * 15 / 16 + anomalous)
+    assert fcdd_pixel_loss(a, gt, "mean").item() == pytest.approx((0.5 * 15 + anomalous) / 16)
+    assert fcdd_pixel_loss(a, gt, "defect").item() == pytest.approx(anomalous)
+    # nominal images (no defect pixels) get the same loss from all three
+    zero = torch.zeros(1, 1, 8, 8)
+    for how in ("balanced", "defect"):
+        assert fcdd_pixel_loss(a, zero, how).item() == pytest.approx(fcdd_pixel_loss(a, zero, "mean").item())
+    # in one batch, each image by its own map
+    both = fcdd_pixel_loss(torch.cat([a, a]), torch.cat([gt, zero]), "defect")
+    assert both.tolist() == pytest.approx([anomalous, (0.5 * 15 + 2.0) / 16])
+    # a four times larger defect with the same scores costs the balanced loss the same anomalous term
+    big = torch.zeros(1, 1, 8, 8)
+    big[..., :4, 4:] = 1
+    a_big = torch.full((1, 1, 4, 4), 0.5)
+    a_big[..., :2, 2:] = 2.0
+    assert fcdd_pixel_loss(a_big, big, "balanced").item() == pytest.approx(0.5 * 12 / 16 + anomalous)
+
+
 def test_image_score_reductions():
     from fcdd.methods.fcdd import reduce_score
 

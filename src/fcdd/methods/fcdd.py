@@ -38,15 +38,28 @@ def fcdd_loss(anomaly_map: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.where(anomalous, neg_log_one_minus_exp(mean_a), mean_a)
 
 
-def fcdd_pixel_loss(anomaly_map: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+def fcdd_pixel_loss(anomaly_map: torch.Tensor, maps: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """Per-sample semi-supervised loss with ground-truth maps (B, 1, H, W) in [0, 1].
 
     Maps are area-averaged to the output resolution, so an output pixel whose receptive centre
-    covers part of a defect is weighted by that part.
+    covers part of a defect is weighted by that part. ``mean`` (the paper) averages both terms
+    over the image; ``balanced`` averages the anomalous term over the defect's own area, which
+    matters with few real defects: measured on kolektorsdd (cracks of 0.5 % of the image, one
+    training defect) the mean loss left the defect to the nominal term and lost to no
+    supervision at all, the balanced one beat it (``--pixel-loss``).
     """
-    target = F.adaptive_avg_pool2d(maps.float(), anomaly_map.shape[-2:])
-    per_pixel = (1 - target) * anomaly_map + target * neg_log_one_minus_exp(anomaly_map)
-    return per_pixel.flatten(1).mean(1)
+    target = F.adaptive_avg_pool2d(maps.float(), anomaly_map.shape[-2:]).flatten(1)
+    a = anomaly_map.flatten(1)
+    nominal, anomalous = (1 - target) * a, target * neg_log_one_minus_exp(a)
+    if how == "mean":
+        return (nominal + anomalous).mean(1)
+    area = target.sum(1)
+    defect_term = anomalous.sum(1) / area.clamp_min(1e-6)
+    if how == "balanced":
+        return nominal.mean(1) + defect_term
+    if how == "defect":  # a defective image teaches only its defect; nominal images keep their loss
+        return torch.where(area > 0, defect_term, nominal.mean(1))
+    raise ValueError(f"unknown pixel loss {how!r}; use mean, balanced or defect")
 
 
 @METHODS.register("fcdd")
@@ -57,6 +70,7 @@ class FCDD(Method):
                              standardise=config.standardise_images, preprocessing=config.preprocessing)
         self.upsampler = make_upsampler(config.upsample, self.net.receptive_field, config.gauss_std or self.net.heatmap_std)
         self.image_score = config.image_score
+        self.pixel_loss = config.pixel_loss
         self.feature_noise = config.feature_noise
         self.feature_noise_min = config.feature_noise if config.feature_noise_min is None else config.feature_noise_min
         if self.feature_noise and not self.net.standardised_features:
@@ -81,11 +95,10 @@ class FCDD(Method):
         twin = neg_log_one_minus_exp(pseudo_huber(self.net.head(noisy))).flatten(1).mean(1)
         return losses.index_add(0, nominal.nonzero().flatten(), twin.to(losses.dtype))
 
-    @staticmethod
-    def image_losses(a: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor, use_maps: bool) -> torch.Tensor:
+    def image_losses(self, a: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor, use_maps: bool) -> torch.Tensor:
         if use_maps:
             # nominal images have all-zero maps, so this is the image loss for them too
-            return fcdd_pixel_loss(a, maps)
+            return fcdd_pixel_loss(a, maps, self.pixel_loss)
         return fcdd_loss(a, labels)
 
     def forward(self, images):
